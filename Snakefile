@@ -1,0 +1,26 @@
+# Grokking phase diagrams, end to end: "[Re] Towards Understanding Grokking" (ReScience C, 2023).
+#   snakemake --cores 16                          every figure of config.yaml
+#   snakemake --cores 2 --configfile presets/demo.yaml   a small demo (minutes)
+#   snakemake --profile profiles/slurm            on a SLURM cluster
+#   snakemake results/figures/fig1_toy_phases.pdf --cores 16   one figure and only what it needs
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/aggregate.smk"
+include: "rules/classify.smk"
+include: "rules/figures.smk"
+
+
+# Every figure whose studies are configured (presets may configure fewer).
+rule all:
+    input:
+        get_all_figures(),
+    default_target: True

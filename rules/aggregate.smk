@@ -1,0 +1,17 @@
+# Aggregation: the shards' metric tables of a study become one table (pd.concat, no log parsing).
+
+
+# One row per cell: T_train, T_val, steps run, final accuracies, divergence.
+rule aggregate_study:
+    input:
+        get_shard_metrics,
+    output:
+        "results/{study}/cells.csv",
+    log:
+        "logs/aggregate_study/{study}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "python -m grokking aggregate --metrics {input} --out {output} > {log} 2>&1"

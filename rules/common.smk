@@ -1,0 +1,88 @@
+# Helpers shared by all rule files: config validation, the grid of cells and shards, input functions.
+import json
+import math
+import sys
+from pathlib import Path
+
+# The package lives in workflow/ (src layout); make it importable without installing it.
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from grokking.config import ConfigError, validate_config  # noqa: E402
+from grokking.grid import study_shards, training_settings  # noqa: E402
+
+try:
+    _validated = validate_config(config)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+config.clear()
+config.update(_validated)
+
+STUDIES = config["studies"]
+ENGINE = config["engine"]
+# Cells of every study with their shard: the one place where the grid is expanded.
+SHARDS = {name: study_shards(study, ENGINE) for name, study in STUDIES.items()}
+PHASE_FIGURES = [
+    name
+    for name, figure in config["figures"].items()
+    if figure["kind"] == "phases" and all(s in STUDIES for s in figure["studies"])
+]
+
+
+wildcard_constraints:
+    study="|".join(STUDIES) or "no-study",
+    shard=r"s\d{3}",
+    figure="|".join(PHASE_FIGURES) or "no-figure",
+
+
+def get_all_figures():
+    """PDF and PNG of every figure whose studies are all configured."""
+    return expand("results/figures/{figure}.{ext}", figure=PHASE_FIGURES, ext=("pdf", "png"))
+
+
+def shard_cells(study, shard):
+    cells = SHARDS[study]
+    return cells[cells["shard"] == shard].drop(columns="shard")
+
+
+def get_shard_metrics(wildcards):
+    shards = sorted(SHARDS[wildcards.study]["shard"].unique())
+    return expand("results/{study}/shards/{shard}.metrics.csv", study=wildcards.study, shard=shards)
+
+
+def get_data_spec(wildcards):
+    """The settings that define a study's data (changing others never rebuilds it)."""
+    study = STUDIES[wildcards.study]
+    keys = ("task", "p", "train_size", "regression_dim", "data_seeds")
+    return json.dumps({key: study[key] for key in keys}, sort_keys=True)
+
+
+def get_train_spec(wildcards):
+    """Everything a shard job needs, as JSON: training settings, engine settings, its cells.
+
+    Only settings that change results are included, so Snakemake's params trigger re-trains a shard
+    exactly when its results would change.
+    """
+    spec = {
+        "study": training_settings(STUDIES[wildcards.study]),
+        "engine": {key: ENGINE[key] for key in ("device", "compile", "check_every")},
+        "cells": shard_cells(wildcards.study, wildcards.shard).to_dict(orient="records"),
+    }
+    return json.dumps(spec, sort_keys=True)
+
+
+def get_train_runtime(wildcards, attempt):
+    """Minutes for a shard: its cell-steps at a conservative rate, plus compile time; grows per retry."""
+    cells = len(shard_cells(wildcards.study, wildcards.shard))
+    budget = STUDIES[wildcards.study]["budget"]
+    seconds = cells * budget / (ENGINE["cell_steps_per_second"] * ENGINE["threads"])
+    return attempt * (10 + math.ceil(seconds / 60))
+
+
+def get_figure_phases(wildcards):
+    studies = config["figures"][wildcards.figure]["studies"]
+    return expand("results/{study}/phases.csv", study=studies)
+
+
+def get_figure_titles(wildcards):
+    studies = config["figures"][wildcards.figure]["studies"]
+    return " ".join(f"'{s}: {STUDIES[s]['objective']}'" for s in studies)

@@ -1,0 +1,26 @@
+# Figures: every plot is a target (results/figures/<name>.pdf and .png).
+
+
+# Discrete phase diagrams, one panel per study (Fig. 1: classification left, regression right).
+rule plot_phase_diagram:
+    input:
+        get_figure_phases,
+    output:
+        pdf=report(
+            "results/figures/{figure}.pdf",
+            caption="../workflow/report/phase_diagram.rst",
+            category="Phase diagrams",
+        ),
+        png="results/figures/{figure}.png",
+    log:
+        "logs/plot_phase_diagram/{figure}.log",
+    params:
+        titles=get_figure_titles,
+        suptitle=lookup(dpath="figures/{figure}/title", within=config),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    shell:
+        "python -m grokking plot-phases --phases {input} --titles {params.titles}"
+        " --suptitle {params.suptitle:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

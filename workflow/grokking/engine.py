@@ -1,0 +1,379 @@
+"""Train a shard of toy-model cells as one vectorized ensemble.
+
+Semantics follow the report's public code (DESIGN section 5). Step i = 1, 2, ...: forward on the
+training set, loss, backward, AdamW update; the train accuracy of step i comes from that pre-update
+output and the validation accuracy of step i from the model after the update. T_train and T_val are
+the first steps at which each reaches the threshold; a cell stops when both are reached.
+
+Evaluation is folded into the training forward: iteration i runs the model after s = i - 1 updates on
+train and validation rows together, which gives the train accuracy of step i and the validation
+accuracy of step s at the cost of one forward. A last forward after the final update closes the run.
+
+Members that have reached both thresholds or whose loss became NaN/Inf are removed from the stacked
+tensors every ``check_every`` steps (compaction), so the cost follows the steps cells really need.
+Results never depend on ``check_every``, on the shard's other members or on their number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from grokking import ensemble
+from grokking.data import ToySplit, toy_dataset
+from grokking.models import build_toy_model
+from grokking.optim import BatchedAdamW
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How a shard runs; none of these change its results on a given device."""
+
+    device: str = "cpu"
+    compile: bool = True
+    check_every: int = 10  # steps between early-stopping checks (host synchronisations)
+
+
+@dataclass
+class ShardResult:
+    metrics: pd.DataFrame  # one row per cell
+    history: dict[str, dict[str, torch.Tensor]]  # cell id -> snapshots every log_every updates
+    end_state: dict[str, Any] | None  # full state of the cells that did not stop, for continuation
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("engine.device is 'cuda' but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def count_needed(threshold: float, n: int) -> int:
+    """Smallest number of correct answers out of n whose accuracy k / n is >= threshold."""
+    return next(k for k in range(n + 1) if k / n >= threshold)
+
+
+@dataclass
+class _Members:
+    """Per-member tensors that shrink together at compaction. Index 0 is the member dimension."""
+
+    ids: torch.Tensor  # [M] position of each member in the shard's cell table
+    inputs: torch.Tensor  # [M, n_train + n_val, p] one-hot pair rows
+    labels: torch.Tensor  # [M, n_train + n_val]
+    targets: torch.Tensor  # [M, classes, dim] regression targets (empty for classification)
+    t_train: torch.Tensor  # [M] long, -1 until reached
+    t_val: torch.Tensor  # [M]
+    diverged_at: torch.Tensor  # [M], -1 unless the loss became NaN/Inf
+    train_correct: torch.Tensor  # [M] last measured
+    val_correct: torch.Tensor  # [M]
+
+    def select(self, keep: torch.Tensor) -> "_Members":
+        pick = lambda t: t.index_select(0, keep)  # noqa: E731
+        return _Members(
+            ids=pick(self.ids),
+            inputs=pick(self.inputs),
+            labels=pick(self.labels),
+            targets=pick(self.targets),
+            t_train=pick(self.t_train),
+            t_val=pick(self.t_val),
+            diverged_at=pick(self.diverged_at),
+            train_correct=pick(self.train_correct),
+            val_correct=pick(self.val_correct),
+        )
+
+
+class ToyShardTrainer:
+    """Everything needed to train one shard of a toy study; ``run`` does the training."""
+
+    def __init__(
+        self,
+        study: dict[str, Any],
+        cells: pd.DataFrame,
+        settings: EngineSettings,
+        resume: dict[str, Any] | None = None,
+        splits: dict[int, ToySplit] | None = None,
+    ):
+        if cells.empty:
+            raise ValueError("a shard needs at least one cell")
+        activations = cells["activation"].unique()
+        if len(activations) != 1:
+            raise ValueError(f"a shard trains one architecture; got activations {list(activations)}")
+        self.study = study
+        self.cells = cells.reset_index(drop=True)
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.dtype = DTYPES[study["dtype"]]
+        self.arch = ensemble.toy_architecture(str(activations[0]))
+        self.classification = study["objective"] == "classification"
+        if splits is None:
+            splits = toy_dataset({**study, "data_seeds": sorted(self.cells["data_seed"].unique())})
+        self.n_train = len(next(iter(splits.values())).y_train)
+        self.n_val = len(next(iter(splits.values())).y_val)
+        self.need_train = count_needed(study["threshold"], self.n_train)
+        self.need_val = count_needed(study["threshold"], self.n_val)
+        self._build(splits, resume)
+
+    # ----------------------------------------------------------------------------- set-up
+    def _build(self, splits: dict[int, ToySplit], resume: dict[str, Any] | None) -> None:
+        cells, dev, M = self.cells, self.device, len(self.cells)
+        p = self.study["p"]
+        member_split = [splits[int(s)] for s in cells["data_seed"]]
+        pairs = torch.stack([torch.cat([s.x_train, s.x_val]) for s in member_split])
+        labels = torch.stack([torch.cat([s.y_train, s.y_val]) for s in member_split])
+        if self.classification:
+            targets = torch.zeros(M, 0, 0)
+        else:
+            targets = torch.stack([s.targets for s in member_split])
+        minus_one = torch.full((M,), -1, dtype=torch.long, device=dev)
+        self.members = _Members(
+            ids=torch.arange(M, device=dev),
+            inputs=ensemble.one_hot_pairs(pairs, p, self.dtype).to(dev),
+            labels=labels.to(dev),
+            targets=targets.to(device=dev, dtype=self.dtype),
+            t_train=minus_one.clone(),
+            t_val=minus_one.clone(),
+            diverged_at=minus_one.clone(),
+            train_correct=torch.zeros(M, dtype=torch.long, device=dev),
+            val_correct=torch.zeros(M, dtype=torch.long, device=dev),
+        )
+        models: dict[tuple[str, int], torch.nn.Module] = {}
+        for act, seed in zip(cells["activation"], cells["model_seed"]):
+            if (act, int(seed)) not in models:
+                models[(act, int(seed))] = build_toy_model(self.study, act, int(seed))
+        params = ensemble.stack_toy_models(
+            [models[(a, int(s))] for a, s in zip(cells["activation"], cells["model_seed"])],
+            self.dtype,
+            dev,
+        )
+        f64 = dict(dtype=torch.float64, device=dev)
+        lr = {
+            "embedding": torch.full((M,), self.study["embedding_lr"], **f64),
+            "decoder": torch.tensor(cells["lr"].to_numpy(), **f64),
+        }
+        wd = {
+            "embedding": torch.full((M,), self.study["embedding_wd"], **f64),
+            "decoder": torch.tensor(cells["wd"].to_numpy(), **f64),
+        }
+        self.params = {n: v.requires_grad_() for n, v in params.items()}
+        self.optimizer = BatchedAdamW(
+            self.params, self.arch.groups, lr, wd, compile=self.settings.compile
+        )
+        self.start_step = 0
+        if resume is not None:
+            self._load_resume(resume)
+        # Host-side record of every member, filled as members stop and at the end.
+        self.final = {
+            key: torch.full((M,), -1, dtype=torch.long)
+            for key in ("t_train", "t_val", "diverged_at", "steps_run", "train_correct", "val_correct")
+        }
+        self.snapshots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _load_resume(self, state: dict[str, Any]) -> None:
+        """Continue members from a saved end state instead of their initialisation."""
+        position = {cid: i for i, cid in enumerate(state["cell_ids"])}
+        missing = [c for c in self.cells["cell_id"] if c not in position]
+        if missing:
+            raise ValueError(f"resume state has no saved state for cells {missing[:3]}")
+        rows = torch.tensor([position[c] for c in self.cells["cell_id"]])
+        dev = self.device
+        take = lambda t: t.index_select(0, rows).to(dev)  # noqa: E731
+        with torch.no_grad():
+            for n in self.params:
+                self.params[n].copy_(take(state["params"][n]))
+                self.optimizer.exp_avg[n].copy_(take(state["exp_avg"][n]))
+                self.optimizer.exp_avg_sq[n].copy_(take(state["exp_avg_sq"][n]))
+        self.optimizer.step_count = int(state["step"])
+        self.start_step = int(state["step"])
+        for key in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct"):
+            setattr(self.members, key, take(state[key]))
+
+    # ----------------------------------------------------------------------------- training
+    def _loss_and_correct(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member mean loss over the train rows, and per-row correctness of every row."""
+        m, n_train = self.members, self.n_train
+        if self.classification:
+            M, n, k = out.shape
+            loss_rows = F.cross_entropy(
+                out[:, :n_train].reshape(-1, k), m.labels[:, :n_train].reshape(-1), reduction="none"
+            )
+            loss = loss_rows.view(M, n_train).mean(1)
+            predictions = out.argmax(-1)
+        else:
+            wanted = torch.gather(
+                m.targets, 1, m.labels[:, :n_train, None].expand(-1, -1, m.targets.shape[-1])
+            )
+            loss = (out[:, :n_train] - wanted).pow(2).mean((1, 2))
+            predictions = torch.cdist(out.detach(), m.targets).argmin(-1)
+        return loss, predictions == m.labels
+
+    def _snapshot(self, updates: int) -> None:
+        m = self.members
+        self.snapshots.append(
+            (
+                updates,
+                m.ids.clone(),
+                self.params["embedding"].detach().flatten(1).clone(),
+                m.train_correct.clone(),
+                m.val_correct.clone(),
+            )
+        )
+
+    def _record(self, keep_mask: torch.Tensor, step: int) -> None:
+        """Copy the results of members leaving the ensemble (``~keep_mask``) to the host record."""
+        m = self.members
+        leaving = (~keep_mask).nonzero().squeeze(1)
+        ids = m.ids.index_select(0, leaving).cpu()
+        for key in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct"):
+            self.final[key][ids] = getattr(m, key).index_select(0, leaving).cpu()
+        self.final["steps_run"][ids] = step
+
+    def _compact(self, keep_mask: torch.Tensor) -> None:
+        keep = keep_mask.nonzero().squeeze(1)
+        self.members = self.members.select(keep)
+        with torch.no_grad():
+            self.params = {
+                n: v.detach().index_select(0, keep).requires_grad_() for n, v in self.params.items()
+            }
+        self.optimizer.select(self.params, keep)
+
+    def run(self) -> ShardResult:
+        budget, log_every = self.study["budget"], self.study["log_every"]
+        check_every, n_train = self.settings.check_every, self.n_train
+        if self.start_step >= budget:
+            raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
+        names = self.arch.param_names
+        step = self.start_step
+        for step in range(self.start_step + 1, budget + 1):
+            updates = step - 1  # the model in use has had this many updates
+            m = self.members
+            # forward on train + validation rows of the model after `updates` updates
+            out = ensemble.forward(self.arch, self.params, m.inputs)  # [M, n_train + n_val, out]
+            loss, correct = self._loss_and_correct(out)
+            with torch.no_grad():
+                self._measure(step, updates, loss, correct)
+                if log_every and updates % log_every == 0:
+                    self._snapshot(updates)
+            # step
+            grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
+            self.optimizer.step(dict(zip(names, grads)))
+            # stop: members with both thresholds reached, or diverged, leave the ensemble
+            if step % check_every == 0:
+                stop = ((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0)
+                if bool(stop.any()):
+                    self._record(~stop, step)
+                    if bool(stop.all()):
+                        self.members = m.select(stop.nonzero().squeeze(1)[:0])
+                        break
+                    self._compact(~stop)
+        if len(self.members.ids):
+            self._close(step)
+        return self._result(budget)
+
+    def _measure(self, step: int, updates: int, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        """Update thresholds and divergence flags from one forward (on-device, no host sync)."""
+        m, n_train = self.members, self.n_train
+        alive = m.diverged_at < 0
+        m.diverged_at = torch.where(alive & ~torch.isfinite(loss), step, m.diverged_at)
+        alive = m.diverged_at < 0
+        train_correct = correct[:, :n_train].sum(1)
+        val_correct = correct[:, n_train:].sum(1)
+        m.train_correct = torch.where(alive, train_correct, m.train_correct)
+        m.t_train = torch.where(
+            alive & (m.t_train < 0) & (train_correct >= self.need_train), step, m.t_train
+        )
+        if updates >= 1:  # the reference never evaluates the untrained model
+            m.val_correct = torch.where(alive, val_correct, m.val_correct)
+            m.t_val = torch.where(
+                alive & (m.t_val < 0) & (val_correct >= self.need_val), updates, m.t_val
+            )
+
+    @torch.no_grad()
+    def _close(self, step: int) -> None:
+        """Validation accuracy of the last update: one more forward, then record everyone left."""
+        m = self.members
+        out = ensemble.forward(self.arch, self.params, m.inputs)
+        loss, correct = self._loss_and_correct(out)
+        train_correct_before = m.train_correct.clone()
+        t_train_before = m.t_train.clone()
+        self._measure(step + 1, step, loss, correct)
+        # The post-update train accuracy belongs to step + 1, which this run never trains.
+        m.train_correct, m.t_train = train_correct_before, t_train_before
+        self._snapshot(step)  # the end state is always kept (continuations start from it)
+        self.end_members = m
+        self.end_step = step
+        self._record(torch.zeros_like(m.ids, dtype=torch.bool), step)
+
+    # ----------------------------------------------------------------------------- results
+    def _result(self, budget: int) -> ShardResult:
+        cells, final = self.cells, self.final
+        as_step = lambda t: pd.array([int(v) if v >= 0 else None for v in t], dtype="Int64")  # noqa: E731
+        metrics = cells.copy()
+        metrics["budget"] = budget
+        metrics["steps_run"] = final["steps_run"].numpy()
+        metrics["t_train"] = as_step(final["t_train"])
+        metrics["t_val"] = as_step(final["t_val"])
+        metrics["final_train_acc"] = final["train_correct"].numpy() / self.n_train
+        metrics["final_val_acc"] = final["val_correct"].numpy() / self.n_val
+        metrics["diverged"] = (final["diverged_at"] >= 0).numpy()
+        metrics["diverged_step"] = as_step(final["diverged_at"])
+        return ShardResult(metrics=metrics, history=self._history(), end_state=self._end_state())
+
+    def _history(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Per-cell snapshots: step, train/val accuracy and embedding, every log_every updates."""
+        if not self.snapshots:
+            return {}
+        steps = torch.cat([torch.full((len(ids),), s) for s, ids, *_ in self.snapshots])
+        ids = torch.cat([ids.cpu() for _, ids, *_ in self.snapshots])
+        emb = torch.cat([e.cpu() for _, _, e, _, _ in self.snapshots]).float()
+        train = torch.cat([t.cpu() for *_, t, _ in self.snapshots])
+        val = torch.cat([v.cpu() for *_, v in self.snapshots])
+        order = torch.argsort(ids * (steps.max() + 1) + steps)
+        counts = torch.bincount(ids, minlength=len(self.cells)).tolist()
+        history = {}
+        for cid, chunk in zip(self.cells["cell_id"], torch.split(order, counts)):
+            history[cid] = {
+                "step": steps[chunk].to(torch.int32),
+                "train_acc": train[chunk].float() / self.n_train,
+                "val_acc": val[chunk].float() / self.n_val,
+                "embedding": emb[chunk].view(len(chunk), self.study["p"], -1),
+            }
+        return history
+
+    def _end_state(self) -> dict[str, Any] | None:
+        m = getattr(self, "end_members", None)
+        if m is None or not len(m.ids):
+            return None
+        running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
+        rows = running.nonzero().squeeze(1)
+        if not len(rows):
+            return None
+        take = lambda t: t.detach().index_select(0, rows).cpu()  # noqa: E731
+        return {
+            "cell_ids": [self.cells["cell_id"][int(i)] for i in m.ids.index_select(0, rows).cpu()],
+            "step": self.end_step,
+            "params": {n: take(v) for n, v in self.params.items()},
+            "exp_avg": {n: take(v) for n, v in self.optimizer.exp_avg.items()},
+            "exp_avg_sq": {n: take(v) for n, v in self.optimizer.exp_avg_sq.items()},
+            **{k: take(getattr(m, k)) for k in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")},
+        }
+
+
+def train_toy_shard(
+    study: dict[str, Any],
+    cells: pd.DataFrame,
+    settings: EngineSettings = EngineSettings(),
+    resume: dict[str, Any] | None = None,
+    splits: dict[int, ToySplit] | None = None,
+) -> ShardResult:
+    """Train the given cells of a toy study together; see the module docstring for semantics.
+
+    ``splits`` (data seed -> split) default to the study's own; ``resume`` is a saved end state.
+    """
+    return ToyShardTrainer(study, cells, settings, resume, splits).run()

@@ -1,0 +1,91 @@
+"""Expand a study's axes into cells (one training run each) and group cells into shards.
+
+The grid is data: the Snakefile and the training CLI both call these functions, so a shard's cells
+are defined in exactly one place.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+CELL_COLUMNS = ["cell_id", "lr", "wd", "data_seed", "model_seed", "activation"]
+
+
+def axis_values(axis: dict[str, Any]) -> list[float]:
+    """Values of one axis: explicit ``values`` or a log/linear range (numpy's logspace/linspace)."""
+    if "values" in axis:
+        return [float(v) for v in axis["values"]]
+    if axis["scale"] == "log":
+        values = np.logspace(np.log10(axis["min"]), np.log10(axis["max"]), axis["num"])
+    else:
+        values = np.linspace(axis["min"], axis["max"], axis["num"])
+    return [float(v) for v in values]
+
+
+def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: str) -> str:
+    """A stable, readable id: the values themselves, rounded to 4 significant digits."""
+    return f"lr{lr:.4g}_wd{wd:.4g}_d{data_seed}_m{model_seed}_{activation}"
+
+
+def study_cells(study: dict[str, Any]) -> pd.DataFrame:
+    """All cells of a study, one row each, in a fixed order (activation, seeds, lr, wd)."""
+    rows = [
+        {
+            "cell_id": cell_id(lr, wd, data_seed, model_seed, activation),
+            "lr": lr,
+            "wd": wd,
+            "data_seed": data_seed,
+            "model_seed": model_seed,
+            "activation": activation,
+        }
+        for activation, data_seed, model_seed, lr, wd in itertools.product(
+            study["activations"],
+            study["data_seeds"],
+            study["model_seeds"],
+            axis_values(study["grid"]["lr"]),
+            axis_values(study["grid"]["wd"]),
+        )
+    ]
+    cells = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    duplicated = cells["cell_id"][cells["cell_id"].duplicated()]
+    if not duplicated.empty:
+        raise ValueError(
+            f"grid values too close to tell apart at 4 significant digits: {duplicated.iloc[0]}"
+        )
+    return cells
+
+
+def shard_size(study: dict[str, Any], engine: dict[str, Any]) -> int:
+    return int(study.get("shard_size", engine["shard_size"]))
+
+
+def assign_shards(cells: pd.DataFrame, size: int) -> pd.DataFrame:
+    """Add a ``shard`` column. Cells of one shard share an activation (one architecture)."""
+    shards = []
+    counter = 0
+    for _, group in cells.groupby("activation", sort=False):
+        n_shards = -(-len(group) // size)
+        for chunk in np.array_split(np.arange(len(group)), n_shards):
+            shards.extend([f"s{counter:03d}"] * len(chunk))
+            counter += 1
+    out = cells.copy()
+    out["shard"] = shards
+    return out
+
+
+def study_shards(study: dict[str, Any], engine: dict[str, Any]) -> pd.DataFrame:
+    """Cells of a study with their shard; balanced shards of at most ``shard_size`` cells."""
+    return assign_shards(study_cells(study), shard_size(study, engine))
+
+
+# Study keys that do not change a cell's training (grid placement and plotting only).
+NOT_TRAINING_KEYS = ("grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations")
+
+
+def training_settings(study: dict[str, Any]) -> dict[str, Any]:
+    """The part of a study's settings that a shard's results depend on (besides its cells)."""
+    return {k: v for k, v in study.items() if k not in NOT_TRAINING_KEYS}
