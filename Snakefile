@@ -12,6 +12,14 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    study=STUDY_PATTERN,
+    shard=SHARD_PATTERN,
+    figure=FIGURE_PATTERN,
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/aggregate.smk"

@@ -13,5 +13,7 @@ rule aggregate_study:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/grokking.yaml"
     shell:
         "python -m grokking aggregate --metrics {input} --out {output} > {log} 2>&1"

@@ -15,5 +15,7 @@ rule classify_phases:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/grokking.yaml"
     shell:
         "python -m grokking classify --cells {input} --gap {params.gap} --out {output} > {log} 2>&1"

@@ -1,11 +1,14 @@
-# Helpers shared by all rule files: config validation, the grid of cells and shards, input functions.
+# Helpers shared by the rule files. Config validation, the grid of cells and shards, input functions.
 import json
 import math
 import sys
 from pathlib import Path
 
-# The package lives in workflow/ (src layout); make it importable without installing it.
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+# The package lives in workflow/ (src layout). Make it importable here and in every job's shell (on
+# SLURM nodes too), whether or not it was pip-installed, and inside a conda env.
+PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, PACKAGE_DIR)
+shell.prefix(f"export PYTHONPATH='{PACKAGE_DIR}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")  # braces doubled twice: f-string, then Snakemake
 
 from grokking.config import ConfigError, validate_config  # noqa: E402
 from grokking.grid import study_shards, training_settings  # noqa: E402
@@ -27,11 +30,10 @@ PHASE_FIGURES = [
     if figure["kind"] == "phases" and all(s in STUDIES for s in figure["studies"])
 ]
 
-
-wildcard_constraints:
-    study="|".join(STUDIES) or "no-study",
-    shard=r"s\d{3}",
-    figure="|".join(PHASE_FIGURES) or "no-figure",
+# Wildcard patterns (used by the Snakefile's wildcard_constraints).
+STUDY_PATTERN = "|".join(STUDIES) or "no-study"
+SHARD_PATTERN = r"s\d{3}"
+FIGURE_PATTERN = "|".join(PHASE_FIGURES) or "no-figure"
 
 
 def get_all_figures():

@@ -13,5 +13,7 @@ rule prepare_toy_data:
     resources:
         mem_mb=1000,  # a few kilobytes of indices; the interpreter dominates
         runtime=5,
+    conda:
+        "../envs/grokking.yaml"
     shell:
         "python -m grokking prepare-toy --study {params.spec:q} --out {output} > {log} 2>&1"

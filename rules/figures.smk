@@ -21,6 +21,8 @@ rule plot_phase_diagram:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/grokking.yaml"
     shell:
         "python -m grokking plot-phases --phases {input} --titles {params.titles}"
         " --suptitle {params.suptitle:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

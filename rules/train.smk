@@ -19,6 +19,8 @@ rule train_shard:
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,  # < 1 GB for 441 toy members; x attempt
         runtime=get_train_runtime,
+    conda:
+        "../envs/grokking.yaml"
     shell:
         "python -m grokking train --spec {params.spec:q} --data {input.data}"
         " --shard {wildcards.shard} --threads {threads}"
