@@ -12,7 +12,7 @@ from grokking.data import toy_split
 from grokking.engine import EngineSettings, train_toy_shard
 from grokking.grid import cell_id
 from tests.conftest import study_with
-from tests.reference import reference_run
+from grokking.reference import reference_run
 
 EAGER = EngineSettings(device="cpu", compile=False, check_every=10)
 # (lr, wd) pairs spanning the report's grid, weight decay > 0 included.

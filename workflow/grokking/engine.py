@@ -16,6 +16,8 @@ Results never depend on ``check_every``, on the shard's other members or on thei
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,9 @@ from grokking.models import build_toy_model
 from grokking.optim import BatchedAdamW
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PROGRESS_EVERY = 10_000  # steps between progress lines in the job's log
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,7 @@ class EngineSettings:
     device: str = "cpu"
     compile: bool = True
     check_every: int = 10  # steps between early-stopping checks (host synchronisations)
+    stop_early: bool = True  # False: converged members train on to the budget (benchmarks)
 
 
 @dataclass
@@ -173,7 +179,26 @@ class ToyShardTrainer:
             key: torch.full((M,), -1, dtype=torch.long)
             for key in ("t_train", "t_val", "diverged_at", "steps_run", "train_correct", "val_correct")
         }
-        self.snapshots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._allocate_history(M)
+
+    def _allocate_history(self, M: int) -> None:
+        """Preallocate the snapshot buffers (one row per snapshot time, one column per member).
+
+        Thousands of small long-lived tensors, interleaved with the step's large temporaries,
+        fragment the C heap until a 1e5-step job holds gigabytes; fixed buffers keep memory flat.
+        """
+        every, budget, start = self.study["log_every"], self.study["budget"], self.start_step
+        first = -(-start // every) * every if every else budget
+        if start and first == start:  # a continuation's start was saved by the run before
+            first += every
+        times = list(range(first, budget, every)) if every else []
+        self.snapshot_steps = torch.tensor(times + [budget], dtype=torch.long)
+        self._snapshot_first, R = first, len(times) + 1
+        dev, width = self.device, self.params["embedding"][0].numel()
+        self.history_embedding = torch.zeros(R, M, width, dtype=torch.float32, device=dev)
+        self.history_train = torch.zeros(R, M, dtype=torch.int32, device=dev)
+        self.history_val = torch.zeros(R, M, dtype=torch.int32, device=dev)
+        self.history_taken = torch.zeros(R, M, dtype=torch.bool, device=dev)
 
     def _load_resume(self, state: dict[str, Any]) -> None:
         """Continue members from a saved end state instead of their initialisation."""
@@ -213,17 +238,18 @@ class ToyShardTrainer:
             predictions = torch.cdist(out.detach(), m.targets).argmin(-1)
         return loss, predictions == m.labels
 
-    def _snapshot(self, updates: int) -> None:
+    def _is_snapshot_time(self, updates: int) -> bool:
+        every = self.study["log_every"]
+        return bool(every) and updates >= self._snapshot_first and updates % every == 0
+
+    def _snapshot(self, updates: int, final: bool = False) -> None:
         m = self.members
-        self.snapshots.append(
-            (
-                updates,
-                m.ids.clone(),
-                self.params["embedding"].detach().flatten(1).clone(),
-                m.train_correct.clone(),
-                m.val_correct.clone(),
-            )
-        )
+        row = len(self.snapshot_steps) - 1 if final else (updates - self._snapshot_first) // self.study["log_every"]
+        embedding = self.params["embedding"].detach().flatten(1).float()
+        self.history_embedding[row].index_copy_(0, m.ids, embedding)
+        self.history_train[row].index_copy_(0, m.ids, m.train_correct.to(torch.int32))
+        self.history_val[row].index_copy_(0, m.ids, m.val_correct.to(torch.int32))
+        self.history_taken[row].index_fill_(0, m.ids, True)
 
     def _record(self, keep_mask: torch.Tensor, step: int) -> None:
         """Copy the results of members leaving the ensemble (``~keep_mask``) to the host record."""
@@ -244,12 +270,13 @@ class ToyShardTrainer:
         self.optimizer.select(self.params, keep)
 
     def run(self) -> ShardResult:
-        budget, log_every = self.study["budget"], self.study["log_every"]
+        budget = self.study["budget"]
         check_every, n_train = self.settings.check_every, self.n_train
         if self.start_step >= budget:
             raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
         names = self.arch.param_names
         step = self.start_step
+        started, cell_steps = time.perf_counter(), 0
         for step in range(self.start_step + 1, budget + 1):
             updates = step - 1  # the model in use has had this many updates
             m = self.members
@@ -258,14 +285,19 @@ class ToyShardTrainer:
             loss, correct = self._loss_and_correct(out)
             with torch.no_grad():
                 self._measure(step, updates, loss, correct)
-                if log_every and updates % log_every == 0:
+                if self._is_snapshot_time(updates):
                     self._snapshot(updates)
             # step
             grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
             self.optimizer.step(dict(zip(names, grads)))
+            cell_steps += len(m.ids)
+            if step % PROGRESS_EVERY == 0:
+                log.info("step %d: %d of %d cells training, %.0f cell-steps/s", step, len(m.ids),
+                         len(self.cells), cell_steps / (time.perf_counter() - started))
             # stop: members with both thresholds reached, or diverged, leave the ensemble
             if step % check_every == 0:
-                stop = ((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0)
+                converged = (m.t_train >= 0) & (m.t_val >= 0) & self.settings.stop_early
+                stop = converged | (m.diverged_at >= 0)
                 if bool(stop.any()):
                     self._record(~stop, step)
                     if bool(stop.all()):
@@ -305,7 +337,7 @@ class ToyShardTrainer:
         self._measure(step + 1, step, loss, correct)
         # The post-update train accuracy belongs to step + 1, which this run never trains.
         m.train_correct, m.t_train = train_correct_before, t_train_before
-        self._snapshot(step)  # the end state is always kept (continuations start from it)
+        self._snapshot(step, final=True)  # the end state is always kept (continuations start from it)
         self.end_members = m
         self.end_step = step
         self._record(torch.zeros_like(m.ids, dtype=torch.bool), step)
@@ -327,22 +359,18 @@ class ToyShardTrainer:
 
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
         """Per-cell snapshots: step, train/val accuracy and embedding, every log_every updates."""
-        if not self.snapshots:
-            return {}
-        steps = torch.cat([torch.full((len(ids),), s) for s, ids, *_ in self.snapshots])
-        ids = torch.cat([ids.cpu() for _, ids, *_ in self.snapshots])
-        emb = torch.cat([e.cpu() for _, _, e, _, _ in self.snapshots]).float()
-        train = torch.cat([t.cpu() for *_, t, _ in self.snapshots])
-        val = torch.cat([v.cpu() for *_, v in self.snapshots])
-        order = torch.argsort(ids * (steps.max() + 1) + steps)
-        counts = torch.bincount(ids, minlength=len(self.cells)).tolist()
+        taken = self.history_taken.cpu()
+        embedding, train, val = (t.cpu() for t in (self.history_embedding, self.history_train, self.history_val))
         history = {}
-        for cid, chunk in zip(self.cells["cell_id"], torch.split(order, counts)):
+        for i, cid in enumerate(self.cells["cell_id"]):
+            rows = taken[:, i].nonzero().squeeze(1)
+            if not len(rows):
+                continue
             history[cid] = {
-                "step": steps[chunk].to(torch.int32),
-                "train_acc": train[chunk].float() / self.n_train,
-                "val_acc": val[chunk].float() / self.n_val,
-                "embedding": emb[chunk].view(len(chunk), self.study["p"], -1),
+                "step": self.snapshot_steps[rows].to(torch.int32),
+                "train_acc": train[rows, i].float() / self.n_train,
+                "val_acc": val[rows, i].float() / self.n_val,
+                "embedding": embedding[rows, i].view(len(rows), self.study["p"], -1).clone(),
             }
         return history
 

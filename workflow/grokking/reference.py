@@ -1,5 +1,7 @@
 """A plain training loop the way the report's public code runs one cell: the engine's ground truth.
 
+The tests compare the engine with it step for step; benchmarks/engine.py times it as the baseline.
+
 One ``nn.Module``, ``torch.optim.AdamW`` with the paper's two parameter groups, full-batch steps,
 train accuracy from the pre-update output and validation accuracy after the update.
 """
@@ -24,7 +26,7 @@ class ReferenceRun:
     steps: int
 
 
-def _accuracy_correct(model: ToyModel, out: torch.Tensor, y: torch.Tensor, targets, classification):
+def _correct(out: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, classification: bool) -> int:
     if classification:
         return int((out.argmax(-1) == y).sum())
     return int((torch.cdist(out, targets).argmin(-1) == y).sum())
@@ -55,16 +57,14 @@ def reference_run(
             loss = F.cross_entropy(out, split.y_train)
         else:
             loss = F.mse_loss(out, targets[split.y_train])
-        if t_train is None and _accuracy_correct(model, out.detach(), split.y_train, targets,
-                                                 classification) >= need_train:
+        if t_train is None and _correct(out.detach(), split.y_train, targets, classification) >= need_train:
             t_train = step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         with torch.no_grad():
             val_out = model(split.x_val)
-        if t_val is None and _accuracy_correct(model, val_out, split.y_val, targets,
-                                               classification) >= need_val:
+        if t_val is None and _correct(val_out, split.y_val, targets, classification) >= need_val:
             t_val = step
         if early_stop and t_train is not None and t_val is not None:
             break
