@@ -18,12 +18,15 @@ wildcard_constraints:
     study=STUDY_PATTERN,
     shard=SHARD_PATTERN,
     figure=FIGURE_PATTERN,
+    smooth_figure=SMOOTH_FIGURE_PATTERN,
+    extended="|_extended",
 
 
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/aggregate.smk"
 include: "rules/classify.smk"
+include: "rules/rerun.smk"
 include: "rules/figures.smk"
 
 

@@ -1,14 +1,14 @@
 # Phase classification: the report's rule applied to every cell of a study.
 
 
-# lr, wd, T_train, T_val, gap and phase of every cell.
+# lr, wd, T_train, T_val, gap and phase of every cell, at the budget or the extended budget.
 rule classify_phases:
     input:
-        "results/{study}/cells.csv",
+        "results/{study}/cells{extended}.csv",
     output:
-        "results/{study}/phases.csv",
+        "results/{study}/phases{extended}.csv",
     log:
-        "logs/classify_phases/{study}.log",
+        "logs/classify_phases/{study}{extended}.log",
     params:
         gap=lookup(dpath="studies/{study}/grokking_gap", within=config),
     threads: 1

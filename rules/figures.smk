@@ -26,3 +26,31 @@ rule plot_phase_diagram:
     shell:
         "python -m grokking plot-phases --phases {input} --titles {params.titles}"
         " --suptitle {params.suptitle:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+
+
+# A study's discrete diagram at its budget beside the smooth one at its extended budget (Figs. 3-4).
+rule plot_smooth_diagram:
+    input:
+        unpack(get_smooth_inputs),
+    output:
+        pdf=report(
+            "results/figures/{smooth_figure}.pdf",
+            caption="../workflow/report/smooth_diagram.rst",
+            category="Smooth phase diagrams",
+        ),
+        png="results/figures/{smooth_figure}.png",
+    log:
+        "logs/plot_smooth_diagram/{smooth_figure}.log",
+    params:
+        gap=get_smooth_gap,
+        title=lookup(dpath="figures/{smooth_figure}/title", within=config),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    conda:
+        "../envs/grokking.yaml"
+    shell:
+        "python -m grokking plot-smooth --discrete {input.discrete} --smooth {input.smooth}"
+        " --changes {input.changes} --gap {params.gap} --title {params.title:q}"
+        " --pdf {output.pdf} --png {output.png} > {log} 2>&1"

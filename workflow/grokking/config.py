@@ -88,9 +88,24 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 raise ConfigError(f"config error at {where}: a log axis needs min and max > 0")
             if axis["min"] > axis["max"]:
                 raise ConfigError(f"config error at {where}: min is larger than max")
+        if study.get("extended_budget", study["budget"] + 1) <= study["budget"]:
+            raise ConfigError(
+                f"config error at studies.{name}.extended_budget: {study['extended_budget']} is not "
+                f"above the budget {study['budget']}"
+            )
         n_pairs = study["p"] * (study["p"] + 1) // 2
         if study["train_size"] >= n_pairs:
             raise ConfigError(
                 f"config error at studies.{name}.train_size: {study['train_size']} leaves no "
                 f"validation pairs out of {n_pairs}"
+            )
+    for figure, spec in config["figures"].items():
+        if spec["kind"] != "smooth":
+            continue
+        if len(spec["studies"]) != 1:
+            raise ConfigError(f"config error at figures.{figure}.studies: a smooth figure draws one study")
+        study = config["studies"].get(spec["studies"][0])
+        if study is not None and "extended_budget" not in study:
+            raise ConfigError(
+                f"config error at figures.{figure}: study {spec['studies'][0]} has no extended_budget"
             )

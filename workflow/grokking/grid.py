@@ -83,7 +83,9 @@ def study_shards(study: dict[str, Any], engine: dict[str, Any]) -> pd.DataFrame:
 
 
 # Study keys that do not change a cell's training (grid placement and plotting only).
-NOT_TRAINING_KEYS = ("grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations")
+NOT_TRAINING_KEYS = (
+    "grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations", "extended_budget",
+)
 
 
 def training_settings(study: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # figures are files; never need a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from grokking.io import atomic_path  # noqa: E402
@@ -28,6 +28,16 @@ def _format(value: float) -> str:
     return f"{value:.2g}" if value != 0 else "0"
 
 
+def _label_axes(ax: plt.Axes, lrs, wds, title: str) -> None:
+    """Tick labels are the grid's actual lr and wd values (thinned), as in the report's figures."""
+    xt, yt = _tick_positions(len(wds)), _tick_positions(len(lrs))
+    ax.set_xticks(xt, [_format(wds[i]) for i in xt])
+    ax.set_yticks(yt, [_format(lrs[i]) for i in yt])
+    ax.set_xlabel("weight decay (decoder)")
+    ax.set_ylabel("learning rate (decoder)")
+    ax.set_title(title)
+
+
 def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> set[str]:
     """Draw one discrete phase diagram; return the phases present."""
     grid = phases.pivot_table(index="lr", columns="wd", values="phase", aggfunc="first")
@@ -36,12 +46,7 @@ def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> set[str]:
     ax.imshow(codes, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(ORDER) - 0.5, aspect="auto",
               interpolation="nearest")
     lrs, wds = grid.index.to_numpy(), grid.columns.to_numpy()
-    xt, yt = _tick_positions(len(wds)), _tick_positions(len(lrs))
-    ax.set_xticks(xt, [_format(wds[i]) for i in xt])
-    ax.set_yticks(yt, [_format(lrs[i]) for i in yt])
-    ax.set_xlabel("weight decay (decoder)")
-    ax.set_ylabel("learning rate (decoder)")
-    ax.set_title(title)
+    _label_axes(ax, lrs, wds, title)
     return set(phases["phase"])
 
 
@@ -69,4 +74,57 @@ def phase_diagrams(
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    save_figure(fig, pdf, png)
+
+
+def smooth_panel(ax: plt.Axes, gap_bar: plt.Axes, train_bar: plt.Axes, phases: pd.DataFrame, gap: int,
+                 title: str) -> None:
+    """The report's smooth diagram: generalizing cells colored by T_val - T_train (log scale),
+    memorizing cells by T_train, confusion (and divergence) black: never even memorized."""
+    lrs = np.sort(phases["lr"].unique())
+    wds = np.sort(phases["wd"].unique())
+    row = {v: i for i, v in enumerate(lrs)}
+    col = {v: i for i, v in enumerate(wds)}
+    generalizing, memorizing, never = (np.full((len(lrs), len(wds)), np.nan) for _ in range(3))
+    for r in phases.itertuples():
+        i, j = row[r.lr], col[r.wd]
+        if r.phase in ("comprehension", "grokking"):
+            generalizing[i, j] = max(float(r.t_val - r.t_train), 1.0)  # validation first: fastest
+        elif r.phase == "memorization":
+            memorizing[i, j] = float(r.t_train)
+        else:
+            never[i, j] = 1.0
+    common = dict(origin="lower", aspect="auto", interpolation="nearest")
+    budget = int(phases["budget"].max())
+    ax.imshow(never, cmap=ListedColormap(["black"]), **common)
+    gen = ax.imshow(generalizing, cmap="summer", norm=LogNorm(1, budget), **common)
+    # light = memorized fast, dark = slowly, black = never (confusion): T_train grows towards black
+    mem = ax.imshow(memorizing, cmap="Purples", norm=LogNorm(1, budget), **common)
+    bar = plt.colorbar(gen, cax=gap_bar)
+    bar.set_label("generalizing: T_val - T_train (red: grokking gap)")
+    gap_bar.axhline(gap, color="red", lw=2)
+    plt.colorbar(mem, cax=train_bar).set_label("memorizing: T_train (black: confusion)")
+    _label_axes(ax, lrs, wds, title)
+
+
+def smooth_figure(
+    discrete: pd.DataFrame, extended: pd.DataFrame, changes: pd.DataFrame, gap: int,
+    pdf: str | Path, png: str | Path, title: str = "",
+) -> None:
+    """Discrete diagram at the base budget (left) beside the smooth one at the extended budget."""
+    fig, axes = plt.subplots(
+        1, 4, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05, 0.05], "wspace": 0.45}
+    )
+    present = phase_panel(axes[0], discrete, f"discrete, {int(discrete['budget'].max()):,} steps")
+    n_changed = len(changes)
+    smooth_panel(axes[1], axes[2], axes[3], extended, gap,
+                 f"smooth, {int(extended['budget'].max()):,} steps\n"
+                 f"({n_changed} cell{'s' if n_changed != 1 else ''} changed phase)")
+    axes[1].set_ylabel("")  # shares the left panel's rows
+    handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
+               if p in PHASES or p in present]
+    fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.05, -0.08))
+    if title:
+        fig.suptitle(title, y=1.06)
     save_figure(fig, pdf, png)
