@@ -17,7 +17,7 @@ rule train_shard:
         spec=get_train_spec,
     threads: ENGINE["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,  # < 1 GB for 441 toy members; x attempt
+        mem_mb=get_train_mem_mb,
         runtime=get_train_runtime,
     conda:
         "../envs/grokking.yaml"

@@ -1,0 +1,31 @@
+# make demo | make test | make reproduce  -- each creates .venv and installs the project when missing.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+SNAKEMAKE := $(VENV)/bin/snakemake
+CORES ?= 2
+
+.PHONY: demo test reproduce benchmark lint clean
+
+# pip takes torch==2.14.1 and torchvision==0.29.1 (pinned in pyproject.toml) from local disk here.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
+	touch $@
+
+demo: $(VENV)/.installed  ## both toy phase diagrams on a 7x7 grid (minutes)
+	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
+
+test: $(VENV)/.installed  ## the whole test suite (about 5 minutes on 2 cores)
+	$(PYTHON) -m pytest -q
+
+reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
+	$(SNAKEMAKE) --cores $(CORES)
+
+benchmark: $(VENV)/.installed  ## engine vs one-model-per-process baseline
+	$(PYTHON) benchmarks/engine.py
+
+lint: $(VENV)/.installed
+	$(SNAKEMAKE) --lint
+
+clean:
+	rm -rf results logs .snakemake
