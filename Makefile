@@ -3,6 +3,8 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
+# Jobs run `python -m grokking ...`: the venv's python must come first on PATH (as after `source .venv/bin/activate`).
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test reproduce benchmark lint clean
 

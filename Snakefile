@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -30,8 +33,11 @@ include: "rules/rerun.smk"
 include: "rules/figures.smk"
 
 
-# Every figure whose studies are configured (presets may configure fewer).
+include: "rules/summary.smk"
+
+
+# Every figure whose studies are configured (presets may configure fewer), and the claims summary.
 rule all:
     input:
-        get_all_figures(),
+        get_all_targets(),
     default_target: True

@@ -36,18 +36,33 @@ def figures_of_kind(kind):
 
 PHASE_FIGURES = figures_of_kind("phases")
 SMOOTH_FIGURES = figures_of_kind("smooth")
+DYNAMICS_FIGURES = figures_of_kind("dynamics")
+FACET_FIGURES = figures_of_kind("facets")
+TRAJECTORY_FIGURES = figures_of_kind("trajectories")
+ROBUSTNESS_FIGURES = figures_of_kind("robustness")
+ALL_FIGURES = (PHASE_FIGURES + SMOOTH_FIGURES + DYNAMICS_FIGURES + FACET_FIGURES + TRAJECTORY_FIGURES
+               + ROBUSTNESS_FIGURES)
 
 # Wildcard patterns (used by the Snakefile's wildcard_constraints).
 STUDY_PATTERN = "|".join(STUDIES) or "no-study"
 SHARD_PATTERN = r"s\d{3}"
 FIGURE_PATTERN = "|".join(PHASE_FIGURES) or "no-figure"
 SMOOTH_FIGURE_PATTERN = "|".join(SMOOTH_FIGURES) or "no-figure"
+DYNAMICS_FIGURE_PATTERN = "|".join(DYNAMICS_FIGURES) or "no-figure"
+FACET_FIGURE_PATTERN = "|".join(FACET_FIGURES) or "no-figure"
+TRAJECTORY_FIGURE_PATTERN = "|".join(TRAJECTORY_FIGURES) or "no-figure"
+ROBUSTNESS_FIGURE_PATTERN = "|".join(ROBUSTNESS_FIGURES) or "no-figure"
 
 
 def get_all_figures():
     """PDF and PNG of every figure whose studies are all configured."""
-    figures = PHASE_FIGURES + SMOOTH_FIGURES
-    return expand("results/figures/{figure}.{ext}", figure=figures, ext=("pdf", "png"))
+    return expand("results/figures/{figure}.{ext}", figure=ALL_FIGURES, ext=("pdf", "png"))
+
+
+def get_all_targets():
+    """Every figure, and the claims summary computed from the diagrams they draw."""
+    summary = ["results/summary/claims.csv", "results/summary/claims.md"] if diagram_tables() else []
+    return get_all_figures() + summary
 
 
 def shard_cells(study, shard):
@@ -61,10 +76,32 @@ def get_shard_metrics(wildcards):
 
 
 def get_data_spec(wildcards):
-    """The settings that define a study's data (changing others never rebuilds it)."""
+    """The settings that define a toy study's data (changing others never rebuilds it)."""
     study = STUDIES[wildcards.study]
     keys = ("task", "p", "train_size", "regression_dim", "data_seeds")
     return json.dumps({key: study[key] for key in keys}, sort_keys=True)
+
+
+def mnist_dataset(study):
+    """One file per (data seed, subset size): MNIST studies with the same subset share it."""
+    return f"results/data/mnist_seed{study['data_seeds'][0]}_n{study['subset_size']}.pt"
+
+
+def get_dataset(wildcards):
+    """The data file a study trains on: its own toy splits, or the shared MNIST subset."""
+    study = STUDIES[wildcards.study]
+    if study["task"] == "mnist":
+        return mnist_dataset(study)
+    return f"results/{wildcards.study}/dataset.pt"
+
+
+def get_mnist_download_flag(wildcards):
+    return "--download" if config["data"]["download"] else "--no-download"
+
+
+def cell_steps_per_second(study):
+    """Throughput for runtime estimates: the study's own (MNIST) or the engine's."""
+    return study.get("cell_steps_per_second", ENGINE["cell_steps_per_second"])
 
 
 def get_train_spec(wildcards):
@@ -89,8 +126,8 @@ def get_train_mem_mb(wildcards, attempt):
 def get_train_runtime(wildcards, attempt):
     """Minutes for a shard: its cell-steps at a conservative rate, plus compile time; grows per retry."""
     cells = len(shard_cells(wildcards.study, wildcards.shard))
-    budget = STUDIES[wildcards.study]["budget"]
-    seconds = cells * budget / (ENGINE["cell_steps_per_second"] * ENGINE["threads"])
+    study = STUDIES[wildcards.study]
+    seconds = cells * study["budget"] / (cell_steps_per_second(study) * ENGINE["threads"])
     return attempt * (10 + math.ceil(seconds / 60))
 
 
@@ -101,7 +138,15 @@ def get_figure_phases(wildcards):
 
 def get_figure_titles(wildcards):
     studies = config["figures"][wildcards.figure]["studies"]
-    return " ".join(f"'{s}: {STUDIES[s]['objective']}'" for s in studies)
+    return " ".join(f"'{study_label(s)}'" for s in studies)
+
+
+def study_label(name):
+    """Panel title: the toy objective, or MNIST's budget."""
+    study = STUDIES[name]
+    if study["task"] == "mnist":
+        return f"{name}: MNIST, {study['budget']:,} steps"
+    return f"{name}: {study['objective']}"
 
 
 def get_continue_spec(wildcards):
@@ -117,7 +162,7 @@ def get_continue_runtime(wildcards, attempt):
     study = STUDIES[wildcards.study]
     cells = len(shard_cells(wildcards.study, wildcards.shard))
     steps = study["extended_budget"] - study["budget"]
-    seconds = cells * steps / (ENGINE["cell_steps_per_second"] * ENGINE["threads"])
+    seconds = cells * steps / (cell_steps_per_second(study) * ENGINE["threads"])
     return attempt * (10 + math.ceil(seconds / 60))
 
 
@@ -145,3 +190,104 @@ def get_smooth_inputs(wildcards):
 
 def get_smooth_gap(wildcards):
     return STUDIES[smooth_study(wildcards)]["grokking_gap"]
+
+
+def get_smooth_outline(wildcards):
+    """The --outline option of a smooth figure (Fig. 5's red rectangle), or nothing."""
+    outline = config["figures"][wildcards.smooth_figure].get("outline")
+    if outline is None:
+        return ""
+    return "--outline " + " ".join(repr(float(v)) for v in (*outline["lr"], *outline["wd"]))
+
+
+def dynamics_studies(wildcards):
+    return config["figures"][wildcards.dynamics_figure]["studies"]
+
+
+def get_dynamics_inputs(wildcards):
+    """Curves: the first study's shard histories; map: the second's phases at its largest budget."""
+    curves, mapped = dynamics_studies(wildcards)
+    shards = sorted(SHARDS[curves]["shard"].unique())
+    extended = "_extended" if "extended_budget" in STUDIES[mapped] else ""
+    return {
+        "histories": expand("results/{study}/shards/{shard}.history.pt", study=curves, shard=shards),
+        "cells": f"results/{curves}/cells.csv",
+        "map": f"results/{mapped}/phases{extended}.csv",
+    }
+
+
+def get_dynamics_threshold(wildcards):
+    return STUDIES[dynamics_studies(wildcards)[0]]["threshold"]
+
+
+def figure_spec(name):
+    return config["figures"][name]
+
+
+def get_study_histories(study):
+    """The history files of every shard of a study (embeddings and accuracies)."""
+    shards = sorted(SHARDS[study]["shard"].unique())
+    return expand("results/{study}/shards/{shard}.history.pt", study=study, shard=shards)
+
+
+def get_facet_phases(wildcards):
+    return f"results/{figure_spec(wildcards.facet_figure)['studies'][0]}/phases.csv"
+
+
+def get_facet_options(wildcards):
+    """--rows/--cols of a facets figure, for the keys it sets."""
+    spec = figure_spec(wildcards.facet_figure)
+    return " ".join(f"--{key} {spec[key]}" for key in ("rows", "cols") if key in spec)
+
+
+def get_trajectory_inputs(wildcards):
+    study = figure_spec(wildcards.trajectory_figure)["studies"][0]
+    return {"histories": get_study_histories(study), "phases": f"results/{study}/phases.csv"}
+
+
+def get_trajectory_options(wildcards):
+    max_step = figure_spec(wildcards.trajectory_figure).get("max_step")
+    return "" if max_step is None else f"--max-step {max_step}"
+
+
+def get_robustness_phases(wildcards):
+    studies = figure_spec(wildcards.robustness_figure)["studies"]
+    return expand("results/{study}/phases.csv", study=studies)
+
+
+def get_robustness_titles(wildcards):
+    studies = figure_spec(wildcards.robustness_figure)["studies"]
+    return " ".join(f"'{STUDIES[s]['objective']}'" for s in studies)
+
+
+# Figure kinds whose studies are phase diagrams (the claims summary covers them).
+DIAGRAM_KINDS = ("phases", "smooth", "facets", "robustness")
+
+
+def diagram_tables():
+    """Diagram name -> phases table: every study drawn as a diagram, and its extended-budget table
+    where a smooth figure draws one."""
+    tables = {}
+    for name in ALL_FIGURES:
+        spec = figure_spec(name)
+        if spec["kind"] not in DIAGRAM_KINDS:
+            continue
+        for study in spec["studies"]:
+            tables[study] = f"results/{study}/phases.csv"
+            if spec["kind"] == "smooth":
+                tables[f"{study}_extended"] = f"results/{study}/phases_extended.csv"
+    return dict(sorted(tables.items()))
+
+
+def get_claims_inputs(wildcards):
+    return list(diagram_tables().values())
+
+
+def get_claims_diagrams(wildcards):
+    return " ".join(f"{name}={path}" for name, path in diagram_tables().items())
+
+
+def get_claims_mnist(wildcards):
+    """Diagram names of MNIST studies (claim 3: grokking appears on MNIST)."""
+    return " ".join(name for name in diagram_tables()
+                    if STUDIES[name.removesuffix("_extended")]["task"] == "mnist")

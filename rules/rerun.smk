@@ -25,7 +25,7 @@ checkpoint select_reruns:
 # A shard's selected cells, continued from its end state to the extended budget.
 rule continue_shard:
     input:
-        data="results/{study}/dataset.pt",
+        data=get_dataset,
         resume="results/{study}/shards/{shard}.state.pt",
         reruns="results/{study}/reruns.csv",
     output:

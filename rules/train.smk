@@ -4,7 +4,7 @@
 # Metrics, snapshots and the resumable end state of one shard.
 rule train_shard:
     input:
-        data="results/{study}/dataset.pt",
+        data=get_dataset,
     output:
         metrics="results/{study}/shards/{shard}.metrics.csv",
         history="results/{study}/shards/{shard}.history.pt",

@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 
 from grokking.config import ConfigError, validate_config
@@ -27,7 +28,7 @@ def error_of(config) -> str:
 
 
 def test_the_shipped_config_and_presets_are_valid():
-    for presets in ((), ("smoke",), ("demo",)):
+    for presets in ((), ("smoke",), ("demo",), ("coarse",)):
         load_config(*presets)
 
 
@@ -96,3 +97,28 @@ def test_shards_cover_every_cell_once_and_respect_the_size():
     sizes = shards.groupby("shard").size()
     assert sizes.max() <= 50
     assert (shards.groupby("shard")["activation"].nunique() == 1).all()
+
+
+def test_pairwise_grid_pairs_values_one_to_one():
+    config = load_config()
+    cells = study_cells(config["studies"]["toy_trajectories"])
+    lr_3_8 = float(np.logspace(-5, -2, 21)[8])  # 10^-3.8 on the report's axis
+    assert list(zip(cells["lr"], cells["wd"])) == [(lr_3_8, 0.0), (1e-2, 0.0), (1e-5, 5.0), (1e-2, 10.0)]
+    # lr 10^-3.8 is a cell of the report's 21x21 regression grid: the same id, the same run.
+    assert cells["cell_id"].iloc[0] in set(study_cells(config["studies"]["toy_regr"])["cell_id"])
+
+
+def test_pairwise_grid_needs_equally_long_axes(raw):
+    raw["studies"]["toy_trajectories"]["grid"]["wd"]["values"] = [0.0, 5.0]
+    assert error_of(raw).startswith("config error at studies.toy_trajectories.grid.pairwise: lr has 4")
+
+
+@pytest.mark.parametrize("figure,key,value,message", [
+    ("fig1_toy_phases", "rows", "data_seed", "figures.fig1_toy_phases.rows: only facets figures"),
+    ("fig7_toy_cls_seeds", "max_step", 10, "figures.fig7_toy_cls_seeds.max_step: only trajectories"),
+    ("fig7_toy_cls_seeds", "cols", "lr", "figures.fig7_toy_cls_seeds.cols"),
+    ("fig11_embedding_trajectories", "studies", ["toy_cls", "toy_regr"], "a trajectories figure draws one study"),
+])
+def test_figure_keys_belong_to_their_kind(raw, figure, key, value, message):
+    raw["figures"][figure][key] = value
+    assert message in error_of(raw)

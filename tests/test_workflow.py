@@ -26,7 +26,9 @@ def test_lint_is_clean(workdir):
 def test_dry_run_of_the_paper_config_lists_fig1(workdir):
     proc = snakemake(workdir, "-n", check=True)
     assert "results/figures/fig1_toy_phases.pdf" in proc.stdout
-    assert proc.stdout.count("rule train_shard:") == 42  # 2 diagrams x 21 shards of 21 cells
+    # toy: 2 diagrams x 21 shards of 21 cells = 42; MNIST: 10x10 in rows of 10 = 10, 15x14 in rows of
+    # 14 = 15, Fig. 6's single run = 1: 42 + 10 + 15 + 1 = 68
+    assert proc.stdout.count("rule train_shard:") == 68
 
 
 def test_bad_config_stops_with_one_clear_line(workdir):
@@ -38,11 +40,21 @@ def test_bad_config_stops_with_one_clear_line(workdir):
     )
 
 
+# The smoke preset reads MNIST from ../shared/data relative to the checkout; the copy lives elsewhere.
+MNIST_ROOT = (ROOT / ".." / "shared" / "data").resolve()
+LOCAL = "local.yaml"
+
+
+def with_local_data(workdir: Path) -> Path:
+    (workdir / LOCAL).write_text(f"data:\n  mnist_root: '{MNIST_ROOT}'\n")
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG, built once for the tests that inspect it."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml", check=True)
+    workdir = with_local_data(copy_workflow(tmp_path_factory.mktemp("smoke")))
+    snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml", LOCAL, check=True)
     return workdir
 
 
@@ -59,13 +71,14 @@ def test_smoke_preset_end_to_end(smoke_run):
         assert (cells["steps_run"] <= 300).all()
         assert (workdir / f"logs/train_shard/{study}/s000.log").read_text().count("cell-steps/s")
     # Nothing left to do: the DAG is complete and up to date.
-    assert "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "presets/smoke.yaml", check=True).stdout
+    assert "Nothing to be done" in snakemake(workdir, "-n", "--configfile", "presets/smoke.yaml", LOCAL,
+                                             check=True).stdout
 
 
 def dry_run_jobs(workdir: Path, *configfiles: str) -> list[str]:
     """The rule names of the jobs a dry run would execute, one entry per job (the target rule
     `all` aside, which runs whenever anything does)."""
-    stdout = snakemake(workdir, "-n", "--configfile", "presets/smoke.yaml", *configfiles,
+    stdout = snakemake(workdir, "-n", "--configfile", "presets/smoke.yaml", LOCAL, *configfiles,
                        check=True).stdout
     return [rule for rule in re.findall(r"^rule (\w+):$", stdout, flags=re.MULTILINE) if rule != "all"]
 
@@ -97,3 +110,59 @@ def test_smoke_builds_extended_figures_and_reruns_only_what_changed(smoke_run):
     assert "continue_shard" in jobs and "plot_smooth_diagram" in jobs
     assert not {"train_shard", "prepare_toy_data", "aggregate_study", "plot_phase_diagram"} & set(jobs)
     assert jobs.count("plot_smooth_diagram") == 1  # fig3 only: toy_regr is untouched
+
+
+@pytest.mark.slow
+def test_smoke_builds_the_mnist_figures(smoke_run):
+    workdir = smoke_run
+    for figure in ("fig2_mnist_phases", "fig5_mnist_smooth", "fig6_mnist_dynamics"):
+        for ext in ("pdf", "png"):
+            assert (workdir / f"results/figures/{figure}.{ext}").stat().st_size > 10_000
+    phases = pd.read_csv(workdir / "results/mnist/phases.csv")
+    assert len(phases) == 4 and (phases["budget"] == 200).all()
+    extended = pd.read_csv(workdir / "results/mnist_extended/cells_extended.csv")
+    assert len(extended) == 4 and (extended["budget"] == 400).all() and extended["steps_run"].max() == 400
+    assert len(pd.read_csv(workdir / "results/mnist_extended/reruns.csv")) > 0
+    # One MNIST subset file serves every MNIST study.
+    assert [p.name for p in (workdir / "results/data").iterdir()] == ["mnist_seed0_n1000.pt"]
+
+
+APPENDIX_FIGURES = ("fig7_toy_cls_seeds", "fig8_toy_regr_seeds", "fig9_toy_cls_activations",
+                    "fig10_toy_regr_activations", "fig11_embedding_trajectories",
+                    "fig12_embedding_trajectories_long", "fig13_toy_phase_robustness")
+
+
+@pytest.mark.slow
+def test_smoke_builds_the_appendix_figures_and_claims(smoke_run):
+    workdir = smoke_run
+    for figure in APPENDIX_FIGURES:
+        for ext in ("pdf", "png"):
+            assert (workdir / f"results/figures/{figure}.{ext}").stat().st_size > 10_000, figure
+    seeds = pd.read_csv(workdir / "results/toy_cls_seeds/phases.csv")
+    assert len(seeds) == 9 * 4 and seeds.groupby(["data_seed", "model_seed"]).size().eq(4).all()
+    activations = pd.read_csv(workdir / "results/toy_regr_activations/phases.csv")
+    assert sorted(activations["activation"].unique()) == ["leaky_relu", "relu", "tanh"]
+    # The trajectory figures are drawn from the saved embedding history: no training job of their own.
+    log = (workdir / "logs/plot_trajectories/fig11_embedding_trajectories.log").read_text()
+    assert "Traceback" not in log
+    assert not list((workdir / "logs/train_shard").glob("fig11*"))
+    claims = pd.read_csv(workdir / "results/summary/claims.csv")
+    # one row per diagram: 5 single diagrams + 2 extended ones, 9 + 9 seed pairs, 3 + 3 activations
+    assert len(claims) == 5 + 2 + 18 + 6
+    assert claims.set_index("diagram").loc["mnist", "claim3_grokking_appears"] in (True, False)
+    phases = pd.read_csv(workdir / "results/toy_cls/phases.csv")
+    row = claims.set_index("diagram").loc["toy_cls"]
+    assert row["cells"] == len(phases) and row["n_confusion"] == (phases["phase"] == "confusion").sum()
+    assert "| toy_cls |" in (workdir / "results/summary/claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_report_holds_every_figure(smoke_run):
+    workdir = smoke_run
+    snakemake(workdir, "--report", "results/report.html", "--configfile", "presets/smoke.yaml", LOCAL,
+              check=True)
+    html = (workdir / "results/report.html").read_text()
+    figures = sorted(p.stem for p in (workdir / "results/figures").glob("*.pdf"))
+    assert len(figures) == 13
+    for figure in figures:
+        assert f"{figure}.pdf" in html, figure

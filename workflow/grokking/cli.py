@@ -20,8 +20,13 @@ from grokking import io
 from grokking.data import ToySplit, toy_dataset
 from grokking.engine import EngineSettings, resolve_device, train_toy_shard
 from grokking.grid import CELL_COLUMNS
+from grokking.mnist import MnistData, prepare_mnist
+from grokking.mnist_engine import train_mnist_shard
 from grokking.phases import classify_cells
-from grokking.plots import phase_diagrams, smooth_figure
+from grokking.appendix_plots import facet_figure, trajectory_figure
+from grokking.claims import claims_markdown, claims_table
+from grokking.plots import dynamics_figure, phase_diagrams, smooth_figure
+from grokking.robustness import phase_agreement, robustness_figure
 
 log = logging.getLogger("grokking")
 
@@ -36,20 +41,33 @@ def prepare_toy(args: argparse.Namespace) -> None:
                  len(split.y_train), len(split.y_val), split.x_val.tolist())
 
 
+def prepare_mnist_data(args: argparse.Namespace) -> None:
+    """Load MNIST through torchvision from --root and write the report's training subset once."""
+    data = prepare_mnist(args.root, args.seed, args.size, download=args.download)
+    io.save_torch(data.to_dict(), args.out)
+    log.info("MNIST from %s: %d training images (seed %d; first indices %s), %d validation images",
+             args.root, len(data.train_labels), args.seed, data.indices[:5].tolist(), len(data.val_labels))
+
+
 def _train_and_write(args: argparse.Namespace, spec: dict, cells: pd.DataFrame, resume=None) -> None:
     """Train ``cells`` (from scratch or from ``resume``) and write metrics, history, end state."""
     torch.set_num_threads(args.threads)
-    splits = {int(k): ToySplit(**v) for k, v in io.load_torch(args.data).items()}
+    study = spec["study"]
     settings = EngineSettings(
         device=str(resolve_device(args.device or spec["engine"]["device"])),
         compile=spec["engine"]["compile"],
         check_every=spec["engine"]["check_every"],
     )
     start = 0 if resume is None else resume["step"]
-    log.info("training %d cells from step %d up to %d on %s with %d threads",
-             len(cells), start, spec["study"]["budget"], settings.device, args.threads)
+    log.info("training %d %s cells from step %d up to %d on %s with %d threads",
+             len(cells), study["task"], start, study["budget"], settings.device, args.threads)
     started = time.perf_counter()
-    result = train_toy_shard(spec["study"], cells, settings, resume=resume, splits=splits)
+    if study["task"] == "mnist":
+        data = MnistData.from_dict(io.load_torch(args.data))
+        result = train_mnist_shard(study, cells, data, settings, resume=resume)
+    else:
+        splits = {int(k): ToySplit(**v) for k, v in io.load_torch(args.data).items()}
+        result = train_toy_shard(study, cells, settings, resume=resume, splits=splits)
     seconds = time.perf_counter() - started
     cell_steps = int(result.metrics["steps_run"].sum()) - start * len(cells)
     log.info("done in %.1f s: %d cell-steps, %.0f cell-steps/s", seconds, cell_steps,
@@ -133,8 +151,49 @@ def plot_phases(args: argparse.Namespace) -> None:
 
 
 def plot_smooth(args: argparse.Namespace) -> None:
+    outline = None if args.outline is None else {"lr": args.outline[:2], "wd": args.outline[2:]}
     smooth_figure(pd.read_csv(args.discrete), pd.read_csv(args.smooth), pd.read_csv(args.changes),
-                  args.gap, args.pdf, args.png, title=args.title)
+                  args.gap, args.pdf, args.png, title=args.title, outline=outline)
+
+
+def plot_dynamics(args: argparse.Namespace) -> None:
+    dynamics_figure(_load_histories(args.histories), pd.read_csv(args.cells), pd.read_csv(args.map), args.threshold,
+                    args.pdf, args.png, title=args.title)
+
+
+def _load_histories(paths: list[str]) -> dict:
+    """Cell id -> history, over the history files of a study's shards."""
+    histories: dict = {}
+    for path in paths:
+        histories.update(io.load_torch(path))
+    return histories
+
+
+def plot_facets(args: argparse.Namespace) -> None:
+    facet_figure(pd.read_csv(args.phases), args.rows, args.cols, args.pdf, args.png, title=args.title)
+
+
+def plot_trajectories(args: argparse.Namespace) -> None:
+    trajectory_figure(_load_histories(args.histories), pd.read_csv(args.phases), args.pdf, args.png,
+                      max_step=args.max_step, title=args.title)
+
+
+def plot_robustness(args: argparse.Namespace) -> None:
+    panels = [(title, phase_agreement(pd.read_csv(path))) for path, title in zip(args.phases, args.titles)]
+    robustness_figure(panels, args.pdf, args.png, title=args.title)
+
+
+def summarize_claims(args: argparse.Namespace) -> None:
+    """One row per phase diagram: phase counts and the report's claims, computed from the results."""
+    diagrams = {}
+    for item in args.diagram:
+        name, _, path = item.partition("=")
+        diagrams[name] = pd.read_csv(path)
+    table = claims_table(diagrams, mnist=set(args.mnist))
+    io.write_csv(table, args.csv)
+    with io.atomic_path(args.markdown) as tmp:
+        tmp.write_text(claims_markdown(table))
+    log.info("claims of %d diagrams written", len(table))
 
 
 def _add_training_outputs(p: argparse.ArgumentParser) -> None:
@@ -155,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="the study's settings as JSON")
     p.add_argument("--out", required=True)
     p.set_defaults(func=prepare_toy)
+
+    p = verbs.add_parser("prepare-mnist", help=prepare_mnist_data.__doc__)
+    p.add_argument("--root", required=True, help="torchvision root: files in ROOT/MNIST/raw/")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--seed", type=int, required=True, help="data seed of the subset")
+    p.add_argument("--size", type=int, required=True, help="training images in the subset")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=prepare_mnist_data)
 
     p = verbs.add_parser("train", help=train.__doc__)
     p.add_argument("--spec", required=True, help="JSON with study, engine and cells")
@@ -195,9 +262,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--changes", required=True)
     p.add_argument("--gap", type=int, required=True)
     p.add_argument("--title", default="")
+    p.add_argument("--outline", type=float, nargs=4, metavar=("LR_MIN", "LR_MAX", "WD_MIN", "WD_MAX"),
+                   help="red rectangle around this lr x wd range")
     p.add_argument("--pdf", required=True)
     p.add_argument("--png", required=True)
     p.set_defaults(func=plot_smooth)
+
+    p = verbs.add_parser("plot-dynamics", help="accuracy curves beside a map of T_train")
+    p.add_argument("--histories", nargs="+", required=True, help="shard histories of the curve study")
+    p.add_argument("--cells", required=True, help="cells table of the curve study (which cells to draw)")
+    p.add_argument("--map", required=True, help="phases table whose T_train is mapped")
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--title", default="")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=plot_dynamics)
+
+    p = verbs.add_parser("plot-facets", help="phase diagrams of one study, one panel per seed or activation")
+    p.add_argument("--phases", required=True)
+    p.add_argument("--rows", default=None, help="cell column of the panel rows")
+    p.add_argument("--cols", default=None, help="cell column of the panel columns")
+    p.add_argument("--title", default="")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=plot_facets)
+
+    p = verbs.add_parser("plot-trajectories", help="token embeddings against steps, one panel per cell")
+    p.add_argument("--histories", nargs="+", required=True, help="shard histories of the study")
+    p.add_argument("--phases", required=True, help="phases table of the study (panel titles)")
+    p.add_argument("--max-step", type=int, default=None, help="draw the first steps only")
+    p.add_argument("--title", default="")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=plot_trajectories)
+
+    p = verbs.add_parser("plot-robustness", help="majority phase over seed pairs and its agreement")
+    p.add_argument("--phases", nargs="+", required=True, help="phases tables of seed studies")
+    p.add_argument("--titles", nargs="+", required=True)
+    p.add_argument("--title", default="")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=plot_robustness)
+
+    p = verbs.add_parser("claims", help=summarize_claims.__doc__)
+    p.add_argument("--diagram", nargs="+", required=True, metavar="NAME=PHASES_CSV")
+    p.add_argument("--mnist", nargs="*", default=[], help="diagram names that are MNIST (claim 3)")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    p.set_defaults(func=summarize_claims)
 
     p = verbs.add_parser("aggregate", help=aggregate.__doc__)
     p.add_argument("--metrics", nargs="+", required=True)

@@ -13,6 +13,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from grokking.grid import axis_values
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
@@ -80,9 +82,14 @@ def _depth_first(error: jsonschema.ValidationError):
 def _check_semantics(config: dict[str, Any]) -> None:
     """Rules the schema cannot express."""
     for name, study in config["studies"].items():
+        if study["grid"].get("pairwise"):
+            lengths = [len(axis_values(study["grid"][axis])) for axis in ("lr", "wd")]
+            if lengths[0] != lengths[1]:
+                raise ConfigError(f"config error at studies.{name}.grid.pairwise: lr has {lengths[0]} "
+                                  f"values and wd {lengths[1]}; pairwise axes need as many of each")
         for axis_name, axis in study["grid"].items():
             where = f"studies.{name}.grid.{axis_name}"
-            if "values" in axis:
+            if not isinstance(axis, dict) or "values" in axis:
                 continue
             if axis["scale"] == "log" and (axis["min"] <= 0 or axis["max"] <= 0):
                 raise ConfigError(f"config error at {where}: a log axis needs min and max > 0")
@@ -93,6 +100,9 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"config error at studies.{name}.extended_budget: {study['extended_budget']} is not "
                 f"above the budget {study['budget']}"
             )
+        if study["task"] == "mnist":
+            _check_mnist(name, study)
+            continue
         n_pairs = study["p"] * (study["p"] + 1) // 2
         if study["train_size"] >= n_pairs:
             raise ConfigError(
@@ -100,12 +110,49 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"validation pairs out of {n_pairs}"
             )
     for figure, spec in config["figures"].items():
+        _check_figure_keys(figure, spec)
+        if spec["kind"] == "dynamics":
+            if len(spec["studies"]) != 2:
+                raise ConfigError(f"config error at figures.{figure}.studies: a dynamics figure draws "
+                                  f"two studies (curves, then the T_train map)")
+            continue
         if spec["kind"] != "smooth":
             continue
-        if len(spec["studies"]) != 1:
-            raise ConfigError(f"config error at figures.{figure}.studies: a smooth figure draws one study")
         study = config["studies"].get(spec["studies"][0])
         if study is not None and "extended_budget" not in study:
             raise ConfigError(
                 f"config error at figures.{figure}: study {spec['studies'][0]} has no extended_budget"
+            )
+
+
+# Figure keys that only one kind of figure takes, and the kinds that draw exactly one study.
+KIND_OF_KEY = {"outline": "smooth", "rows": "facets", "cols": "facets", "max_step": "trajectories"}
+ONE_STUDY_KINDS = ("smooth", "facets", "trajectories")
+
+
+def _check_figure_keys(figure: str, spec: dict[str, Any]) -> None:
+    for key, kind in KIND_OF_KEY.items():
+        if key in spec and spec["kind"] != kind:
+            raise ConfigError(f"config error at figures.{figure}.{key}: only {kind} figures take one")
+    if spec["kind"] in ONE_STUDY_KINDS and len(spec["studies"]) != 1:
+        raise ConfigError(f"config error at figures.{figure}.studies: a {spec['kind']} figure draws one study")
+
+
+def _check_mnist(name: str, study: dict[str, Any]) -> None:
+    """MNIST rules: the batch fits the subset, budgets lie on the evaluation schedule."""
+    from grokking.mnist_engine import is_eval_step
+
+    if study["batch_size"] > study["subset_size"]:
+        raise ConfigError(f"config error at studies.{name}.batch_size: {study['batch_size']} is larger "
+                          f"than subset_size {study['subset_size']}")
+    schedule = study["eval"]
+    if schedule["until"] % schedule["every"]:
+        raise ConfigError(f"config error at studies.{name}.eval.until: {schedule['until']} is not a "
+                          f"multiple of every ({schedule['every']})")
+    for key in ("budget", "extended_budget"):
+        if key in study and not is_eval_step(study[key], schedule):
+            raise ConfigError(
+                f"config error at studies.{name}.{key}: {study[key]} is not an evaluation step (every "
+                f"{schedule['every']} up to {schedule['until']}, then every {schedule['every_after']}), "
+                f"so its accuracies would never be measured"
             )

@@ -31,6 +31,18 @@ def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: s
     return f"lr{lr:.4g}_wd{wd:.4g}_d{data_seed}_m{model_seed}_{activation}"
 
 
+def grid_points(grid: dict[str, Any]) -> list[tuple[float, float]]:
+    """The (lr, wd) points of a grid: every combination, or the i-th lr with the i-th wd (pairwise).
+
+    Pairwise grids pick a few cells of interest (appendix C's trajectories) without training the
+    whole cross product; the config check makes both value lists equally long.
+    """
+    lrs, wds = axis_values(grid["lr"]), axis_values(grid["wd"])
+    if grid.get("pairwise"):
+        return list(zip(lrs, wds))
+    return list(itertools.product(lrs, wds))
+
+
 def study_cells(study: dict[str, Any]) -> pd.DataFrame:
     """All cells of a study, one row each, in a fixed order (activation, seeds, lr, wd)."""
     rows = [
@@ -42,12 +54,11 @@ def study_cells(study: dict[str, Any]) -> pd.DataFrame:
             "model_seed": model_seed,
             "activation": activation,
         }
-        for activation, data_seed, model_seed, lr, wd in itertools.product(
+        for activation, data_seed, model_seed, (lr, wd) in itertools.product(
             study["activations"],
             study["data_seeds"],
             study["model_seeds"],
-            axis_values(study["grid"]["lr"]),
-            axis_values(study["grid"]["wd"]),
+            grid_points(study["grid"]),
         )
     ]
     cells = pd.DataFrame(rows, columns=CELL_COLUMNS)
@@ -85,6 +96,7 @@ def study_shards(study: dict[str, Any], engine: dict[str, Any]) -> pd.DataFrame:
 # Study keys that do not change a cell's training (grid placement and plotting only).
 NOT_TRAINING_KEYS = (
     "grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations", "extended_budget",
+    "cell_steps_per_second",  # MNIST: only the SLURM runtime estimate
 )
 
 

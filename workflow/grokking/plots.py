@@ -9,10 +9,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never need a display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from grokking.io import atomic_path  # noqa: E402
 from grokking.phases import DIVERGED, PHASE_COLORS, PHASES  # noqa: E402
@@ -107,11 +108,32 @@ def smooth_panel(ax: plt.Axes, gap_bar: plt.Axes, train_bar: plt.Axes, phases: p
     _label_axes(ax, lrs, wds, title)
 
 
+def _grid_position(values: np.ndarray, value: float) -> float:
+    """Fractional cell index of ``value`` on a sorted, log-spaced axis (clipped to the axis)."""
+    logs = np.log10(np.maximum(values, np.finfo(float).tiny))
+    return float(np.interp(np.log10(max(value, np.finfo(float).tiny)), logs, np.arange(len(values))))
+
+
+def outline_range(ax: plt.Axes, phases: pd.DataFrame, lr: Sequence[float], wd: Sequence[float]) -> None:
+    """Red rectangle around the cells whose lr and wd lie in the given [min, max] ranges (Fig. 5).
+
+    Edges sit half a cell outside the first and last cell centres inside the range, interpolated on
+    the log axis where a range ends between grid values.
+    """
+    lrs, wds = np.sort(phases["lr"].unique()), np.sort(phases["wd"].unique())
+    (y0, y1), (x0, x1) = ([_grid_position(v, r) for r in rng] for v, rng in ((lrs, lr), (wds, wd)))
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="red",
+                           linewidth=2, zorder=5, clip_on=False))
+
+
 def smooth_figure(
     discrete: pd.DataFrame, extended: pd.DataFrame, changes: pd.DataFrame, gap: int,
-    pdf: str | Path, png: str | Path, title: str = "",
+    pdf: str | Path, png: str | Path, title: str = "", outline: dict[str, Sequence[float]] | None = None,
 ) -> None:
-    """Discrete diagram at the base budget (left) beside the smooth one at the extended budget."""
+    """Discrete diagram at the base budget (left) beside the smooth one at the extended budget.
+
+    ``outline`` ({"lr": [min, max], "wd": [min, max]}) draws a red rectangle on both panels.
+    """
     fig, axes = plt.subplots(
         1, 4, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05, 0.05], "wspace": 0.45}
     )
@@ -121,10 +143,58 @@ def smooth_figure(
                  f"smooth, {int(extended['budget'].max()):,} steps\n"
                  f"({n_changed} cell{'s' if n_changed != 1 else ''} changed phase)")
     axes[1].set_ylabel("")  # shares the left panel's rows
+    if outline is not None:
+        outline_range(axes[0], discrete, outline["lr"], outline["wd"])
+        outline_range(axes[1], extended, outline["lr"], outline["wd"])
     handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
                if p in PHASES or p in present]
     fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.05, -0.08))
     if title:
         fig.suptitle(title, y=1.06)
+    save_figure(fig, pdf, png)
+
+
+def dynamics_figure(
+    histories: dict[str, dict], cells: pd.DataFrame, t_map: pd.DataFrame, threshold: float,
+    pdf: str | Path, png: str | Path, title: str = "",
+) -> None:
+    """Train and validation accuracy against steps (left) beside the map of T_train (right; Fig. 6).
+
+    Left: every cell of ``cells`` with a history, train solid and validation dashed, log steps. Right:
+    T_train of every cell of ``t_map`` on a log color scale; black where train never passed.
+    """
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.05], "wspace": 0.5})
+    ax = axes[0]
+    for i, row in enumerate(cells.itertuples()):
+        if row.cell_id not in histories:
+            continue
+        h = histories[row.cell_id]
+        steps = np.asarray(h["step"])
+        color = f"C{i % 10}"
+        label = f"lr {row.lr:.3g}, wd {row.wd:.3g}"
+        ax.plot(steps, np.asarray(h["train_acc"]), color=color, label=f"train ({label})")
+        ax.plot(steps, np.asarray(h["val_acc"]), color=color, ls="--", label=f"validation ({label})")
+    ax.axhline(threshold, color="gray", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: no overlapping labels
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("optimization steps")
+    ax.set_ylabel("accuracy")
+    ax.set_title("accuracy (dotted: threshold)")
+    ax.legend(fontsize=7, loc="lower right")
+
+    lrs, wds = np.sort(t_map["lr"].unique()), np.sort(t_map["wd"].unique())
+    grid = t_map.pivot_table(index="lr", columns="wd", values="t_train", aggfunc="first")
+    values = grid.reindex(index=lrs, columns=wds).to_numpy(float)  # NaN: never reached
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_bad("black")
+    budget = int(t_map["budget"].max())
+    image = axes[1].imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", interpolation="nearest",
+                           cmap=cmap, norm=LogNorm(max(1.0, np.nanmin(values) if np.isfinite(values).any() else 1.0),
+                                                   budget))
+    _label_axes(axes[1], lrs, wds, f"T_train, {budget:,} steps (black: never)")
+    plt.colorbar(image, cax=axes[2]).set_label("T_train (steps)")
+    if title:
+        fig.suptitle(title, y=1.02)
     save_figure(fig, pdf, png)

@@ -1,0 +1,113 @@
+"""MNIST training throughput: the engine against the report's one-model-per-process loop.
+
+Both train the same cells of the report's MNIST grid for the same number of steps (early stopping
+off, one evaluation at the last step), in float64 (the report's) and float32, using every core:
+(a) baseline: one nn.Module with torch.optim.AdamW per cell (grokking.mnist_reference, the public
+    code's way), cells spread over one single-threaded process per core;
+(b) engine: the cells as stacked shards sharing each minibatch, one single-threaded process per core.
+Prints cell-steps per second and milliseconds per cell-step of each, so users can plan a grid:
+a cell of 1e5 steps costs 1e5 x (ms per cell-step) on one core.
+
+    python benchmarks/mnist.py --quick        # about a minute on 2 cores
+    python benchmarks/mnist.py                # a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from grokking.config import validate_config
+from grokking.engine import EngineSettings
+from grokking.grid import study_cells
+from grokking.mnist import prepare_mnist
+from grokking.mnist_engine import train_mnist_shard
+from grokking.mnist_reference import mnist_reference_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _baseline_worker(job: tuple) -> float:
+    study, data, cells, steps = job
+    torch.set_num_threads(1)
+    mnist_reference_run({**study, "eval": {"every": 5, "until": 5, "every_after": 5}}, data, 1e-3, 1e-5, 0, 5,
+                        early_stop=False)  # warm up
+
+    def train_all() -> None:
+        for lr, wd in cells:
+            mnist_reference_run(study, data, lr, wd, 0, steps, early_stop=False)
+
+    return _timed(train_all)
+
+
+def _engine_worker(job: tuple) -> float:
+    study, data, cells, steps = job
+    torch.set_num_threads(1)
+    settings = EngineSettings(device="cpu", compile=True)
+    warm = {**study, "budget": 5, "eval": {"every": 5, "until": 5, "every_after": 5}}
+    train_mnist_shard(warm, cells, data, settings)  # compile outside the timing
+    return _timed(lambda: train_mnist_shard(study, cells, data, settings))
+
+
+def run(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    data = prepare_mnist(args.root, data_seed=0, subset_size=1000, download=False)
+    workers = args.workers
+    ctx = mp.get_context("spawn")
+    print(f"machine: {os.cpu_count()} cores, {workers} worker processes")
+    for dtype in args.dtypes:
+        config = validate_config({"engine": {}, "figures": {}, "studies": {"mnist": {
+            "task": "mnist", "budget": args.steps, "dtype": dtype, "stop_early": False,
+            "eval": {"every": args.steps, "until": args.steps, "every_after": args.steps},
+            "grid": {"lr": {"scale": "log", "min": 1e-6, "max": 1.0, "num": 10},
+                     "wd": {"scale": "log", "min": 1e-5, "max": 10.0, "num": 10}},
+        }}})
+        study = config["studies"]["mnist"]
+        cells = study_cells(study).iloc[:: max(1, 100 // args.cells)].iloc[: args.cells]
+        cell_steps = len(cells) * args.steps
+        pairs = list(zip(cells["lr"], cells["wd"]))
+        with ctx.Pool(workers) as pool:
+            baseline_s = max(pool.map(_baseline_worker, [(study, data, pairs[i::workers], args.steps)
+                                                        for i in range(workers)]))
+        shards = [cells.iloc[idx] for idx in np.array_split(np.arange(len(cells)), workers)]
+        with ctx.Pool(workers) as pool:
+            engine_s = max(pool.map(_engine_worker, [(study, data, s, args.steps) for s in shards]))
+        print(f"MNIST {dtype}: {len(cells)} cells x {args.steps} steps (batch 200, one evaluation of "
+              f"11,000 images at the end), early stopping off")
+        for name, seconds in (("baseline (nn.Module + AdamW per cell)", baseline_s),
+                              (f"engine (shards of {len(shards[0])}, shared batches)", engine_s)):
+            rate = cell_steps / seconds
+            print(f"  {name:45s} {rate:8.1f} cell-steps/s  {1000 * workers / rate:6.2f} ms per "
+                  f"cell-step on one core")
+        print(f"  speedup {dtype}: {baseline_s / engine_s:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small run, about a minute")
+    parser.add_argument("--cells", type=int, default=None, help="cells (default 20, quick 8)")
+    parser.add_argument("--steps", type=int, default=None, help="steps (default 500, quick 100)")
+    parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: cores)")
+    parser.add_argument("--root", default=str(ROOT.parent / "shared" / "data"), help="MNIST root")
+    args = parser.parse_args()
+    args.cells = args.cells or (8 if args.quick else 20)
+    args.steps = args.steps or (100 if args.quick else 500)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""Train a shard of MNIST cells as one vectorized ensemble (report section 3, Figs. 2, 5, 6).
+
+Training follows the report's public code: AdamW with the encoder at a fixed lr (1e-3) and the decoder
+at the cell's lr, the cell's weight decay on both groups, MSE between logits and one-hot targets,
+minibatches of 200 reshuffled every epoch. Step s = 1, 2, ... is the s-th optimizer update.
+
+Batch order. The public code reseeds every run identically, so all its runs see the same shuffled
+batches. Here too: one generator seeded with ``batch_seed`` draws every epoch's permutation
+(``grokking.mnist.batches``), and every member of a shard trains on the same batch at the same step.
+That lets the shard share one input batch: x is [batch, 784] for all members. The order is not
+bit-identical to the public code's, whose global torch RNG also feeds its evaluation loader (so its
+order depends on its evaluation schedule and budget); ours depends on the step only, which is what
+makes a continuation equal one uninterrupted run.
+
+Evaluation schedule (study key ``eval``; stated because T values depend on it). "Accuracy at step s"
+is the accuracy of the model after s updates, measured on the whole training subset (1000 images)
+and on the whole validation set (10,000 test images), at every step s of the schedule
+S = {every, 2 every, ..., until} u {until + every_after, until + 2 every_after, ...}; by default
+every 100 steps up to 1e4, then every 500 (about 280 evaluations in 1e5 steps, 28 step-equivalents
+each in float64: 8 % of a full run). The public code instead evaluates at about 1000 log-spaced
+epochs and takes the running accuracy of the epoch's training batches as train accuracy.
+T_train / T_val are the first steps of S at which the accuracy is strictly above ``threshold`` (0.6,
+as in the code); a run whose budget is reached without it leaves T empty. The budget (and the
+extended budget) must be steps of S, which the config check enforces, so the final accuracies are
+measured at the last step and a continuation starts on the schedule.
+
+Stopping. A member stops at the evaluation step where both thresholds are reached (early stopping,
+as in the paper; ``stop_early: false`` trains on to the budget, e.g. for Fig. 6's curves). A member
+whose training loss becomes NaN/Inf is recorded as diverged at that step and leaves the ensemble at
+the next check (every ``check_every`` steps or evaluation). Leaving members are removed from the
+stacked tensors (compaction). No result depends on check_every, on the shard's other members or
+on their number.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from grokking import ensemble
+from grokking.engine import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, resolve_device
+from grokking.mnist import (
+    N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
+)
+from grokking.optim import BatchedAdamW
+
+EVAL_CHUNK = 2500  # images per evaluation forward: bounds memory at members x 2500 x hidden
+
+log = logging.getLogger(__name__)
+
+
+def is_eval_step(step: int, schedule: dict[str, int]) -> bool:
+    """Whether accuracies are measured after ``step`` updates (see the module docstring)."""
+    if step <= 0:
+        return False
+    if step <= schedule["until"]:
+        return step % schedule["every"] == 0
+    return (step - schedule["until"]) % schedule["every_after"] == 0
+
+
+def eval_steps(start: int, end: int, schedule: dict[str, int]) -> list[int]:
+    """The evaluation steps in (start, end]."""
+    return [s for s in range(start + 1, end + 1) if is_eval_step(s, schedule)]
+
+
+def mse_to_one_hot(out: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    """Each member's ``F.mse_loss(logits, one_hot)``: out [M, batch, 10], one_hot [batch, 10] -> [M]."""
+    return (out - one_hot).pow(2).mean((1, 2))
+
+
+def count_above(threshold: float, n: int) -> int:
+    """Smallest number of correct answers out of n whose accuracy k / n is strictly above threshold."""
+    return next(k for k in range(n + 1) if k / n > threshold)
+
+
+@dataclass
+class _Members:
+    """Per-member state that shrinks together at compaction. Index 0 is the member dimension."""
+
+    ids: torch.Tensor  # [M] position of each member in the shard's cell table
+    t_train: torch.Tensor  # [M] long, -1 until reached
+    t_val: torch.Tensor  # [M]
+    diverged_at: torch.Tensor  # [M], -1 unless the loss became NaN/Inf
+    train_correct: torch.Tensor  # [M] at the last evaluation
+    val_correct: torch.Tensor  # [M]
+
+    KEYS = ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")
+
+    def select(self, keep: torch.Tensor) -> "_Members":
+        return _Members(ids=self.ids.index_select(0, keep),
+                        **{k: getattr(self, k).index_select(0, keep) for k in self.KEYS})
+
+
+class MnistShardTrainer:
+    """Everything needed to train one shard of an MNIST study; ``run`` does the training."""
+
+    def __init__(
+        self,
+        study: dict[str, Any],
+        cells: pd.DataFrame,
+        data: MnistData,
+        settings: EngineSettings,
+        resume: dict[str, Any] | None = None,
+    ):
+        if cells.empty:
+            raise ValueError("a shard needs at least one cell")
+        activations = cells["activation"].unique()
+        if len(activations) != 1:
+            raise ValueError(f"a shard trains one architecture; got activations {list(activations)}")
+        wrong_seed = set(int(s) for s in cells["data_seed"]) - {data.data_seed}
+        if wrong_seed:
+            raise ValueError(f"cells want data seeds {sorted(wrong_seed)}, the dataset has {data.data_seed}")
+        if not is_eval_step(study["budget"], study["eval"]):
+            raise ValueError(f"budget {study['budget']} is not an evaluation step of {study['eval']}")
+        self.study = study
+        self.cells = cells.reset_index(drop=True)
+        self.settings = settings
+        self.device = dev = resolve_device(settings.device)
+        self.dtype = DTYPES[study["dtype"]]
+        self.arch = mnist_architecture(str(activations[0]))
+        self.x_train = pixels(data.train_images, self.dtype).to(dev)  # [n_train, 784]
+        self.y_train = data.train_labels.to(dev)
+        self.x_val = pixels(data.val_images, self.dtype).to(dev)  # [n_val, 784]
+        self.y_val = data.val_labels.to(dev)
+        self.one_hot = torch.eye(N_CLASSES, dtype=self.dtype, device=dev)[self.y_train]  # [n_train, 10]
+        self.n_train, self.n_val = len(self.y_train), len(self.y_val)
+        self.need_train = count_above(study["threshold"], self.n_train)
+        self.need_val = count_above(study["threshold"], self.n_val)
+        self._build(resume)
+
+    # ----------------------------------------------------------------------------- set-up
+    def _build(self, resume: dict[str, Any] | None) -> None:
+        cells, dev, M = self.cells, self.device, len(self.cells)
+        models = {}
+        for act, seed in zip(cells["activation"], cells["model_seed"]):
+            if (act, int(seed)) not in models:
+                models[(act, int(seed))] = build_mnist_model(self.study, act, int(seed), self.dtype)
+        params = stack_mnist_models(
+            [models[(a, int(s))] for a, s in zip(cells["activation"], cells["model_seed"])], self.dtype, dev
+        )
+        f64 = dict(dtype=torch.float64, device=dev)
+        decay = torch.tensor(cells["wd"].to_numpy(), **f64)  # the swept wd applies to both groups
+        lr = {"encoder": torch.full((M,), self.study["encoder_lr"], **f64),
+              "decoder": torch.tensor(cells["lr"].to_numpy(), **f64)}
+        self.params = {n: v.requires_grad_() for n, v in params.items()}
+        self.optimizer = BatchedAdamW(self.params, self.arch.groups, lr, {"encoder": decay, "decoder": decay},
+                                      compile=self.settings.compile)
+        minus_one = torch.full((M,), -1, dtype=torch.long, device=dev)
+        zero = torch.zeros(M, dtype=torch.long, device=dev)
+        self.members = _Members(ids=torch.arange(M, device=dev), t_train=minus_one.clone(),
+                                t_val=minus_one.clone(), diverged_at=minus_one.clone(),
+                                train_correct=zero.clone(), val_correct=zero.clone())
+        self.start_step = 0
+        if resume is not None:
+            self._load_resume(resume)
+        # Host-side record of every member, filled as members leave and at the end.
+        self.final = {key: torch.full((M,), -1, dtype=torch.long) for key in (*_Members.KEYS, "steps_run")}
+        # Preallocated history (one row per evaluation step): flat memory over long runs.
+        steps = eval_steps(self.start_step, self.study["budget"], self.study["eval"])
+        self.history_steps = torch.tensor(steps, dtype=torch.long)
+        self.history_row = {s: i for i, s in enumerate(steps)}
+        self.history_train = torch.zeros(len(steps), M, dtype=torch.int32, device=dev)
+        self.history_val = torch.zeros(len(steps), M, dtype=torch.int32, device=dev)
+        self.history_taken = torch.zeros(len(steps), M, dtype=torch.bool, device=dev)
+
+    def _load_resume(self, state: dict[str, Any]) -> None:
+        """Continue members from a saved end state instead of their initialisation."""
+        position = {cid: i for i, cid in enumerate(state["cell_ids"])}
+        missing = [c for c in self.cells["cell_id"] if c not in position]
+        if missing:
+            raise ValueError(f"resume state has no saved state for cells {missing[:3]}")
+        if state.get("batch_seed") != self.study["batch_seed"]:
+            raise ValueError(f"resume state used batch_seed {state.get('batch_seed')}, "
+                             f"the study {self.study['batch_seed']}")
+        rows = torch.tensor([position[c] for c in self.cells["cell_id"]])
+        take = lambda t: t.index_select(0, rows).to(self.device)  # noqa: E731
+        with torch.no_grad():
+            for n in self.params:
+                self.params[n].copy_(take(state["params"][n]))
+                self.optimizer.exp_avg[n].copy_(take(state["exp_avg"][n]))
+                self.optimizer.exp_avg_sq[n].copy_(take(state["exp_avg_sq"][n]))
+        self.optimizer.step_count = self.start_step = int(state["step"])
+        for key in _Members.KEYS:
+            setattr(self.members, key, take(state[key]))
+
+    # ----------------------------------------------------------------------------- training
+    @torch.no_grad()
+    def _count_correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[M] correct predictions (argmax of the logits) of every member over all rows of x."""
+        M = len(self.members.ids)
+        correct = torch.zeros(M, dtype=torch.long, device=self.device)
+        for xs, ys in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK)):
+            out = ensemble.forward(self.arch, self.params, xs.expand(M, -1, -1))  # [M, chunk, 10]
+            correct += (out.argmax(-1) == ys).sum(1)
+        return correct
+
+    @torch.no_grad()
+    def _evaluate(self, step: int) -> None:
+        """Accuracies of the model after ``step`` updates; thresholds; a history row."""
+        m = self.members
+        train_correct = self._count_correct(self.x_train, self.y_train)
+        val_correct = self._count_correct(self.x_val, self.y_val)
+        alive = m.diverged_at < 0
+        m.train_correct = torch.where(alive, train_correct, m.train_correct)
+        m.val_correct = torch.where(alive, val_correct, m.val_correct)
+        m.t_train = torch.where(alive & (m.t_train < 0) & (train_correct >= self.need_train), step, m.t_train)
+        m.t_val = torch.where(alive & (m.t_val < 0) & (val_correct >= self.need_val), step, m.t_val)
+        row = self.history_row[step]
+        self.history_train[row].index_copy_(0, m.ids, m.train_correct.to(torch.int32))
+        self.history_val[row].index_copy_(0, m.ids, m.val_correct.to(torch.int32))
+        self.history_taken[row].index_fill_(0, m.ids, True)
+
+    def _record(self, leaving: torch.Tensor, step: int) -> None:
+        """Copy the results of members ``leaving`` (positions) to the host record."""
+        m = self.members
+        ids = m.ids.index_select(0, leaving).cpu()
+        for key in _Members.KEYS:
+            self.final[key][ids] = getattr(m, key).index_select(0, leaving).cpu()
+        self.final["steps_run"][ids] = step
+
+    def _compact(self, keep: torch.Tensor) -> None:
+        self.members = self.members.select(keep)
+        with torch.no_grad():
+            self.params = {n: v.detach().index_select(0, keep).requires_grad_() for n, v in self.params.items()}
+        self.optimizer.select(self.params, keep)
+
+    def run(self) -> ShardResult:
+        study, budget = self.study, self.study["budget"]
+        if self.start_step >= budget:
+            raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
+        names = self.arch.param_names
+        order = batches(self.n_train, study["batch_size"], study["batch_seed"], self.start_step)
+        started, cell_steps, step = time.perf_counter(), 0, self.start_step
+        for step in range(self.start_step + 1, budget + 1):
+            m = self.members
+            M = len(m.ids)
+            # step: one shared batch for every member
+            index = next(order).to(self.device)
+            x = self.x_train.index_select(0, index).expand(M, -1, -1)  # [M, batch, 784], no copy
+            out = ensemble.forward(self.arch, self.params, x)  # [M, batch, 10]
+            loss = mse_to_one_hot(out, self.one_hot.index_select(0, index))  # [M]
+            m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(loss.detach()), step,
+                                        m.diverged_at)
+            grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
+            self.optimizer.step(dict(zip(names, grads)))
+            cell_steps += M
+            # evaluate
+            evaluated = is_eval_step(step, study["eval"])
+            if evaluated:
+                self._evaluate(step)
+            if step % PROGRESS_EVERY == 0:
+                log.info("step %d: %d of %d cells training, %.0f cell-steps/s", step, M, len(self.cells),
+                         cell_steps / (time.perf_counter() - started))
+            # stop: converged (thresholds change only at evaluations) or diverged members leave
+            if evaluated or step % self.settings.check_every == 0:
+                converged = (m.t_train >= 0) & (m.t_val >= 0) & study["stop_early"]
+                stop = converged | (m.diverged_at >= 0)
+                if step == budget:
+                    break
+                if bool(stop.any()):
+                    self._record(stop.nonzero().squeeze(1), step)
+                    self._compact((~stop).nonzero().squeeze(1))
+                    if not len(self.members.ids):
+                        break
+        self.end_step = step
+        if len(self.members.ids):
+            self._record(torch.arange(len(self.members.ids), device=self.device), step)
+        return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
+
+    # ----------------------------------------------------------------------------- results
+    def _metrics(self) -> pd.DataFrame:
+        """One row per cell, the same columns as the toy engine's (the downstream is shared)."""
+        final = self.final
+        as_step = lambda t: pd.array([int(v) if v >= 0 else None for v in t], dtype="Int64")  # noqa: E731
+        metrics = self.cells.copy()
+        metrics["budget"] = self.study["budget"]
+        metrics["steps_run"] = final["steps_run"].numpy()
+        metrics["t_train"] = as_step(final["t_train"])
+        metrics["t_val"] = as_step(final["t_val"])
+        metrics["final_train_acc"] = final["train_correct"].numpy() / self.n_train
+        metrics["final_val_acc"] = final["val_correct"].numpy() / self.n_val
+        metrics["diverged"] = (final["diverged_at"] >= 0).numpy()
+        metrics["diverged_step"] = as_step(final["diverged_at"])
+        return metrics
+
+    def _history(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Per cell: evaluation steps and the train / validation accuracy at each."""
+        taken, train, val = (t.cpu() for t in (self.history_taken, self.history_train, self.history_val))
+        history = {}
+        for i, cid in enumerate(self.cells["cell_id"]):
+            rows = taken[:, i].nonzero().squeeze(1)
+            if len(rows):
+                history[cid] = {
+                    "step": self.history_steps[rows].to(torch.int32),
+                    "train_acc": train[rows, i].float() / self.n_train,
+                    "val_acc": val[rows, i].float() / self.n_val,
+                }
+        return history
+
+    def _end_state(self) -> dict[str, Any] | None:
+        """Full state of the members that ran to the budget unconverged (continuations resume it)."""
+        m = self.members
+        if not len(m.ids) or self.end_step != self.study["budget"]:
+            return None
+        running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
+        rows = running.nonzero().squeeze(1)
+        if not len(rows):
+            return None
+        take = lambda t: t.detach().index_select(0, rows).cpu()  # noqa: E731
+        return {
+            "cell_ids": [self.cells["cell_id"][int(i)] for i in m.ids.index_select(0, rows).cpu()],
+            "step": self.end_step,
+            "batch_seed": self.study["batch_seed"],  # the batch order is replayed from it
+            "params": {n: take(v) for n, v in self.params.items()},
+            "exp_avg": {n: take(v) for n, v in self.optimizer.exp_avg.items()},
+            "exp_avg_sq": {n: take(v) for n, v in self.optimizer.exp_avg_sq.items()},
+            **{k: take(getattr(m, k)) for k in _Members.KEYS},
+        }
+
+
+def train_mnist_shard(
+    study: dict[str, Any],
+    cells: pd.DataFrame,
+    data: MnistData,
+    settings: EngineSettings = EngineSettings(),
+    resume: dict[str, Any] | None = None,
+) -> ShardResult:
+    """Train the given cells of an MNIST study together; see the module docstring for semantics."""
+    return MnistShardTrainer(study, cells, data, settings, resume).run()
