@@ -6,12 +6,9 @@ with SIGKILL the way an out-of-memory killer or a node failure would end it.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +16,6 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.conftest import ROOT
 from tests.workflow_runner import copy_workflow, snakemake, start_snakemake
 
 SHARD = "results/toy_cls/shards/s000"

@@ -27,8 +27,9 @@ def test_dry_run_of_the_paper_config_lists_fig1(workdir):
     proc = snakemake(workdir, "-n", check=True)
     assert "results/figures/fig1_toy_phases.pdf" in proc.stdout
     # toy: 2 diagrams x 21 shards of 21 cells = 42; MNIST: 10x10 in rows of 10 = 10, 15x14 in rows of
-    # 14 = 15, Fig. 6's single run = 1: 42 + 10 + 15 + 1 = 68
-    assert proc.stdout.count("rule train_shard:") == 68
+    # 14 = 15, Fig. 6's single run = 1; seeds: 2 x 9 x 441 cells in shards of 21 = 378; activations:
+    # 2 x 3 x 441 / 21 = 126; trajectories: 1. 42 + 10 + 15 + 1 + 378 + 126 + 1 = 573
+    assert proc.stdout.count("rule train_shard:") == 573
 
 
 def test_bad_config_stops_with_one_clear_line(workdir):
@@ -54,7 +55,7 @@ def with_local_data(workdir: Path) -> Path:
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG, built once for the tests that inspect it."""
     workdir = with_local_data(copy_workflow(tmp_path_factory.mktemp("smoke")))
-    snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml", LOCAL, check=True)
+    snakemake(workdir, "--cores", "2", "--configfile", "presets/smoke.yaml", LOCAL, check=True, timeout=1800)
     return workdir
 
 

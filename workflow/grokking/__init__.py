@@ -10,8 +10,11 @@ the modules are small and have one job each:
 - ``ensemble`` stacked parameters of many models and their batched forward pass
 - ``optim``    a batched AdamW with per-member learning rate and weight decay
 - ``engine``   the training loop: thresholds, early stopping, compaction, divergence, end state
+- ``mnist``, ``mnist_engine``  MNIST data, model and its training loop (shared minibatches)
+- ``reference``, ``mnist_reference``  plain one-model loops the engines are tested against
 - ``phases``   the phase rule (comprehension, grokking, memorization, confusion)
-- ``plots``    phase-diagram figures
+- ``plots``, ``appendix_plots``, ``robustness``  figures; ``claims`` the claims summary
+- ``io``       atomic writes
 - ``cli``      the verbs the rules run
 """
 

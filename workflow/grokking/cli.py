@@ -11,7 +11,6 @@ import json
 import logging
 import time
 from dataclasses import asdict
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -23,12 +22,12 @@ from grokking.grid import CELL_COLUMNS
 from grokking.mnist import MnistData, prepare_mnist
 from grokking.mnist_engine import train_mnist_shard
 from grokking.phases import classify_cells
-from grokking.appendix_plots import facet_figure, trajectory_figure
 from grokking.claims import claims_markdown, claims_table
-from grokking.plots import dynamics_figure, phase_diagrams, smooth_figure
-from grokking.robustness import phase_agreement, robustness_figure
 
 log = logging.getLogger("grokking")
+
+# The plotting verbs import matplotlib (plots, appendix_plots, robustness) inside the verb: a second
+# of start-up that the many training jobs of a diagram should not pay.
 
 
 def prepare_toy(args: argparse.Namespace) -> None:
@@ -146,17 +145,23 @@ def classify(args: argparse.Namespace) -> None:
 
 
 def plot_phases(args: argparse.Namespace) -> None:
+    from grokking.plots import phase_diagrams
+
     tables = [pd.read_csv(p) for p in args.phases]
     phase_diagrams(tables, args.titles, args.pdf, args.png, suptitle=args.suptitle)
 
 
 def plot_smooth(args: argparse.Namespace) -> None:
+    from grokking.plots import smooth_figure
+
     outline = None if args.outline is None else {"lr": args.outline[:2], "wd": args.outline[2:]}
     smooth_figure(pd.read_csv(args.discrete), pd.read_csv(args.smooth), pd.read_csv(args.changes),
                   args.gap, args.pdf, args.png, title=args.title, outline=outline)
 
 
 def plot_dynamics(args: argparse.Namespace) -> None:
+    from grokking.plots import dynamics_figure
+
     dynamics_figure(_load_histories(args.histories), pd.read_csv(args.cells), pd.read_csv(args.map), args.threshold,
                     args.pdf, args.png, title=args.title)
 
@@ -170,15 +175,21 @@ def _load_histories(paths: list[str]) -> dict:
 
 
 def plot_facets(args: argparse.Namespace) -> None:
+    from grokking.appendix_plots import facet_figure
+
     facet_figure(pd.read_csv(args.phases), args.rows, args.cols, args.pdf, args.png, title=args.title)
 
 
 def plot_trajectories(args: argparse.Namespace) -> None:
+    from grokking.appendix_plots import trajectory_figure
+
     trajectory_figure(_load_histories(args.histories), pd.read_csv(args.phases), args.pdf, args.png,
                       max_step=args.max_step, title=args.title)
 
 
 def plot_robustness(args: argparse.Namespace) -> None:
+    from grokking.robustness import phase_agreement, robustness_figure
+
     panels = [(title, phase_agreement(pd.read_csv(path))) for path, title in zip(args.phases, args.titles)]
     robustness_figure(panels, args.pdf, args.png, title=args.title)
 

@@ -61,6 +61,47 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+RESULT_KEYS = ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")  # per member
+
+
+def metrics_table(cells: pd.DataFrame, final: dict[str, torch.Tensor], budget: int, n_train: int,
+                  n_val: int) -> pd.DataFrame:
+    """One row per cell from a shard's host-side record (-1 = never); the same columns for every
+    task, so aggregation, phases and figures are shared."""
+    as_step = lambda t: pd.array([int(v) if v >= 0 else None for v in t], dtype="Int64")  # noqa: E731
+    metrics = cells.copy()
+    metrics["budget"] = budget
+    metrics["steps_run"] = final["steps_run"].numpy()
+    metrics["t_train"] = as_step(final["t_train"])
+    metrics["t_val"] = as_step(final["t_val"])
+    metrics["final_train_acc"] = final["train_correct"].numpy() / n_train
+    metrics["final_val_acc"] = final["val_correct"].numpy() / n_val
+    metrics["diverged"] = (final["diverged_at"] >= 0).numpy()
+    metrics["diverged_step"] = as_step(final["diverged_at"])
+    return metrics
+
+
+def running_state(cells: pd.DataFrame, members: Any, params: dict[str, torch.Tensor],
+                  optimizer: BatchedAdamW, step: int, **extra: Any) -> dict[str, Any] | None:
+    """Full state (parameters, AdamW moments, thresholds) of the members that neither converged nor
+    diverged, for a continuation; None when there is none."""
+    m = members
+    running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
+    rows = running.nonzero().squeeze(1)
+    if not len(rows):
+        return None
+    take = lambda t: t.detach().index_select(0, rows).cpu()  # noqa: E731
+    return {
+        "cell_ids": [cells["cell_id"][int(i)] for i in m.ids.index_select(0, rows).cpu()],
+        "step": step,
+        **extra,
+        "params": {n: take(v) for n, v in params.items()},
+        "exp_avg": {n: take(v) for n, v in optimizer.exp_avg.items()},
+        "exp_avg_sq": {n: take(v) for n, v in optimizer.exp_avg_sq.items()},
+        **{k: take(getattr(m, k)) for k in RESULT_KEYS},
+    }
+
+
 def count_needed(threshold: float, n: int) -> int:
     """Smallest number of correct answers out of n whose accuracy k / n is >= threshold."""
     return next(k for k in range(n + 1) if k / n >= threshold)
@@ -177,7 +218,7 @@ class ToyShardTrainer:
         # Host-side record of every member, filled as members stop and at the end.
         self.final = {
             key: torch.full((M,), -1, dtype=torch.long)
-            for key in ("t_train", "t_val", "diverged_at", "steps_run", "train_correct", "val_correct")
+            for key in (*RESULT_KEYS, "steps_run")
         }
         self._allocate_history(M)
 
@@ -216,7 +257,7 @@ class ToyShardTrainer:
                 self.optimizer.exp_avg_sq[n].copy_(take(state["exp_avg_sq"][n]))
         self.optimizer.step_count = int(state["step"])
         self.start_step = int(state["step"])
-        for key in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct"):
+        for key in RESULT_KEYS:
             setattr(self.members, key, take(state[key]))
 
     # ----------------------------------------------------------------------------- training
@@ -256,7 +297,7 @@ class ToyShardTrainer:
         m = self.members
         leaving = (~keep_mask).nonzero().squeeze(1)
         ids = m.ids.index_select(0, leaving).cpu()
-        for key in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct"):
+        for key in RESULT_KEYS:
             self.final[key][ids] = getattr(m, key).index_select(0, leaving).cpu()
         self.final["steps_run"][ids] = step
 
@@ -271,7 +312,7 @@ class ToyShardTrainer:
 
     def run(self) -> ShardResult:
         budget = self.study["budget"]
-        check_every, n_train = self.settings.check_every, self.n_train
+        check_every = self.settings.check_every
         if self.start_step >= budget:
             raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
         names = self.arch.param_names
@@ -344,17 +385,7 @@ class ToyShardTrainer:
 
     # ----------------------------------------------------------------------------- results
     def _result(self, budget: int) -> ShardResult:
-        cells, final = self.cells, self.final
-        as_step = lambda t: pd.array([int(v) if v >= 0 else None for v in t], dtype="Int64")  # noqa: E731
-        metrics = cells.copy()
-        metrics["budget"] = budget
-        metrics["steps_run"] = final["steps_run"].numpy()
-        metrics["t_train"] = as_step(final["t_train"])
-        metrics["t_val"] = as_step(final["t_val"])
-        metrics["final_train_acc"] = final["train_correct"].numpy() / self.n_train
-        metrics["final_val_acc"] = final["val_correct"].numpy() / self.n_val
-        metrics["diverged"] = (final["diverged_at"] >= 0).numpy()
-        metrics["diverged_step"] = as_step(final["diverged_at"])
+        metrics = metrics_table(self.cells, self.final, budget, self.n_train, self.n_val)
         return ShardResult(metrics=metrics, history=self._history(), end_state=self._end_state())
 
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -378,19 +409,7 @@ class ToyShardTrainer:
         m = getattr(self, "end_members", None)
         if m is None or not len(m.ids):
             return None
-        running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
-        rows = running.nonzero().squeeze(1)
-        if not len(rows):
-            return None
-        take = lambda t: t.detach().index_select(0, rows).cpu()  # noqa: E731
-        return {
-            "cell_ids": [self.cells["cell_id"][int(i)] for i in m.ids.index_select(0, rows).cpu()],
-            "step": self.end_step,
-            "params": {n: take(v) for n, v in self.params.items()},
-            "exp_avg": {n: take(v) for n, v in self.optimizer.exp_avg.items()},
-            "exp_avg_sq": {n: take(v) for n, v in self.optimizer.exp_avg_sq.items()},
-            **{k: take(getattr(m, k)) for k in ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")},
-        }
+        return running_state(self.cells, m, self.params, self.optimizer, self.end_step)
 
 
 def train_toy_shard(

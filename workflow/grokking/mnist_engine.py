@@ -43,7 +43,10 @@ import pandas as pd
 import torch
 
 from grokking import ensemble
-from grokking.engine import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, resolve_device
+from grokking.engine import (
+    DTYPES, PROGRESS_EVERY, RESULT_KEYS, EngineSettings, ShardResult, metrics_table, resolve_device,
+    running_state,
+)
 from grokking.mnist import (
     N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
 )
@@ -89,7 +92,7 @@ class _Members:
     train_correct: torch.Tensor  # [M] at the last evaluation
     val_correct: torch.Tensor  # [M]
 
-    KEYS = ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")
+    KEYS = RESULT_KEYS
 
     def select(self, keep: torch.Tensor) -> "_Members":
         return _Members(ids=self.ids.index_select(0, keep),
@@ -274,19 +277,7 @@ class MnistShardTrainer:
 
     # ----------------------------------------------------------------------------- results
     def _metrics(self) -> pd.DataFrame:
-        """One row per cell, the same columns as the toy engine's (the downstream is shared)."""
-        final = self.final
-        as_step = lambda t: pd.array([int(v) if v >= 0 else None for v in t], dtype="Int64")  # noqa: E731
-        metrics = self.cells.copy()
-        metrics["budget"] = self.study["budget"]
-        metrics["steps_run"] = final["steps_run"].numpy()
-        metrics["t_train"] = as_step(final["t_train"])
-        metrics["t_val"] = as_step(final["t_val"])
-        metrics["final_train_acc"] = final["train_correct"].numpy() / self.n_train
-        metrics["final_val_acc"] = final["val_correct"].numpy() / self.n_val
-        metrics["diverged"] = (final["diverged_at"] >= 0).numpy()
-        metrics["diverged_step"] = as_step(final["diverged_at"])
-        return metrics
+        return metrics_table(self.cells, self.final, self.study["budget"], self.n_train, self.n_val)
 
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
         """Per cell: evaluation steps and the train / validation accuracy at each."""
@@ -304,23 +295,10 @@ class MnistShardTrainer:
 
     def _end_state(self) -> dict[str, Any] | None:
         """Full state of the members that ran to the budget unconverged (continuations resume it)."""
-        m = self.members
-        if not len(m.ids) or self.end_step != self.study["budget"]:
+        if not len(self.members.ids) or self.end_step != self.study["budget"]:
             return None
-        running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
-        rows = running.nonzero().squeeze(1)
-        if not len(rows):
-            return None
-        take = lambda t: t.detach().index_select(0, rows).cpu()  # noqa: E731
-        return {
-            "cell_ids": [self.cells["cell_id"][int(i)] for i in m.ids.index_select(0, rows).cpu()],
-            "step": self.end_step,
-            "batch_seed": self.study["batch_seed"],  # the batch order is replayed from it
-            "params": {n: take(v) for n, v in self.params.items()},
-            "exp_avg": {n: take(v) for n, v in self.optimizer.exp_avg.items()},
-            "exp_avg_sq": {n: take(v) for n, v in self.optimizer.exp_avg_sq.items()},
-            **{k: take(getattr(m, k)) for k in _Members.KEYS},
-        }
+        return running_state(self.cells, self.members, self.params, self.optimizer, self.end_step,
+                             batch_seed=self.study["batch_seed"])  # the batch order is replayed from it
 
 
 def train_mnist_shard(
