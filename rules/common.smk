@@ -142,11 +142,9 @@ def get_figure_titles(wildcards):
 
 
 def study_label(name):
-    """Panel title: the toy objective, or MNIST's budget."""
+    """Panel title: the study and its objective (the figure adds grid size and budget)."""
     study = STUDIES[name]
-    if study["task"] == "mnist":
-        return f"{name}: MNIST, {study['budget']:,} steps"
-    return f"{name}: {study['objective']}"
+    return f"{name}: {'MNIST' if study['task'] == 'mnist' else study['objective']}"
 
 
 def get_continue_spec(wildcards):

@@ -15,15 +15,9 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from grokking.phases import PHASE_COLORS
-from grokking.plots import ORDER, phase_panel, save_figure
+from grokking.plots import ORDER, grid_description, phase_panel, save_figure
 
 FACET_LABELS = {"data_seed": "data seed", "model_seed": "model seed", "activation": "activation"}
-
-
-def grid_description(phases: pd.DataFrame) -> str:
-    """'7x7 grid, 10,000 steps': what a diagram was computed on."""
-    return (f"{phases['lr'].nunique()}x{phases['wd'].nunique()} grid, "
-            f"{int(phases['budget'].max()):,} steps")
 
 
 def _levels(phases: pd.DataFrame, column: str | None) -> list:

@@ -22,7 +22,9 @@ ORDER = (*PHASES, DIVERGED)
 
 
 def _tick_positions(n: int, max_ticks: int = 6) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, max_ticks)).round().astype(int))
+    """Every k-th cell from the first, evenly spaced so that neighbouring labels never collide."""
+    step = max(1, -(-(n - 1) // (max_ticks - 1)))
+    return np.arange(0, n, step)
 
 
 def _format(value: float) -> str:
@@ -37,6 +39,12 @@ def _label_axes(ax: plt.Axes, lrs, wds, title: str) -> None:
     ax.set_xlabel("weight decay (decoder)")
     ax.set_ylabel("learning rate (decoder)")
     ax.set_title(title)
+
+
+def grid_description(phases: pd.DataFrame) -> str:
+    """'7x7 grid, 10,000 steps': what a diagram was computed on (figures state it themselves)."""
+    return (f"{phases['lr'].nunique()}x{phases['wd'].nunique()} grid, "
+            f"{int(phases['budget'].max()):,} steps")
 
 
 def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> set[str]:
@@ -67,7 +75,7 @@ def phase_diagrams(
     fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.9), squeeze=False)
     present: set[str] = set()
     for ax, table, title in zip(axes[0], tables, titles):
-        present |= phase_panel(ax, table, title)
+        present |= phase_panel(ax, table, f"{title}\n{grid_description(table)}")
     handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
                if p in PHASES or p in present]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
@@ -137,7 +145,7 @@ def smooth_figure(
     fig, axes = plt.subplots(
         1, 4, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05, 0.05], "wspace": 0.45}
     )
-    present = phase_panel(axes[0], discrete, f"discrete, {int(discrete['budget'].max()):,} steps")
+    present = phase_panel(axes[0], discrete, f"discrete, {grid_description(discrete)}")
     n_changed = len(changes)
     smooth_panel(axes[1], axes[2], axes[3], extended, gap,
                  f"smooth, {int(extended['budget'].max()):,} steps\n"
