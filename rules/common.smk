@@ -205,10 +205,9 @@ def dynamics_studies(wildcards):
 def get_dynamics_inputs(wildcards):
     """Curves: the first study's shard histories; map: the second's phases at its largest budget."""
     curves, mapped = dynamics_studies(wildcards)
-    shards = sorted(SHARDS[curves]["shard"].unique())
     extended = "_extended" if "extended_budget" in STUDIES[mapped] else ""
     return {
-        "histories": expand("results/{study}/shards/{shard}.history.pt", study=curves, shard=shards),
+        "histories": get_study_histories(curves),
         "cells": f"results/{curves}/cells.csv",
         "map": f"results/{mapped}/phases{extended}.csv",
     }
