@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## both toy phase diagrams on a 7x7 grid (minutes)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (about 5 minutes on 2 cores)
+test: $(VENV)/.installed  ## the whole test suite (about 17 minutes on 2 cores)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings

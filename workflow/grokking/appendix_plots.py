@@ -20,8 +20,16 @@ from grokking.plots import ORDER, grid_description, phase_panel, save_figure
 FACET_LABELS = {"data_seed": "data seed", "model_seed": "model seed", "activation": "activation"}
 
 
+# Facets in the report's order (appendix B: ReLU, LeakyReLU, Tanh); other values follow, sorted.
+LEVEL_ORDER = {"activation": ["relu", "leaky_relu", "tanh"]}
+
+
 def _levels(phases: pd.DataFrame, column: str | None) -> list:
-    return [None] if column is None else sorted(phases[column].unique())
+    if column is None:
+        return [None]
+    preferred = LEVEL_ORDER.get(column, [])
+    values = phases[column].unique()
+    return [v for v in preferred if v in values] + sorted(v for v in values if v not in preferred)
 
 
 def _facet_title(row_column: str | None, row, col_column: str | None, col) -> str:
