@@ -207,6 +207,13 @@ def summarize_claims(args: argparse.Namespace) -> None:
     log.info("claims of %d diagrams written", len(table))
 
 
+def _add_figure_outputs(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by the verbs that draw: the title and the two files every figure is saved as."""
+    p.add_argument("--title", default="")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+
+
 def _add_training_outputs(p: argparse.ArgumentParser) -> None:
     """Arguments shared by the verbs that train: which shard, where it runs, what it writes."""
     p.add_argument("--shard", required=True)
@@ -272,11 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", required=True)
     p.add_argument("--changes", required=True)
     p.add_argument("--gap", type=int, required=True)
-    p.add_argument("--title", default="")
     p.add_argument("--outline", type=float, nargs=4, metavar=("LR_MIN", "LR_MAX", "WD_MIN", "WD_MAX"),
                    help="red rectangle around this lr x wd range")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
+    _add_figure_outputs(p)
     p.set_defaults(func=plot_smooth)
 
     p = verbs.add_parser("plot-dynamics", help="accuracy curves beside a map of T_train")
@@ -284,35 +289,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", required=True, help="cells table of the curve study (which cells to draw)")
     p.add_argument("--map", required=True, help="phases table whose T_train is mapped")
     p.add_argument("--threshold", type=float, required=True)
-    p.add_argument("--title", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
+    _add_figure_outputs(p)
     p.set_defaults(func=plot_dynamics)
 
     p = verbs.add_parser("plot-facets", help="phase diagrams of one study, one panel per seed or activation")
     p.add_argument("--phases", required=True)
     p.add_argument("--rows", default=None, help="cell column of the panel rows")
     p.add_argument("--cols", default=None, help="cell column of the panel columns")
-    p.add_argument("--title", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
+    _add_figure_outputs(p)
     p.set_defaults(func=plot_facets)
 
     p = verbs.add_parser("plot-trajectories", help="token embeddings against steps, one panel per cell")
     p.add_argument("--histories", nargs="+", required=True, help="shard histories of the study")
     p.add_argument("--phases", required=True, help="phases table of the study (panel titles)")
     p.add_argument("--max-step", type=int, default=None, help="draw the first steps only")
-    p.add_argument("--title", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
+    _add_figure_outputs(p)
     p.set_defaults(func=plot_trajectories)
 
     p = verbs.add_parser("plot-robustness", help="majority phase over seed pairs and its agreement")
     p.add_argument("--phases", nargs="+", required=True, help="phases tables of seed studies")
     p.add_argument("--titles", nargs="+", required=True)
-    p.add_argument("--title", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
+    _add_figure_outputs(p)
     p.set_defaults(func=plot_robustness)
 
     p = verbs.add_parser("claims", help=summarize_claims.__doc__)
