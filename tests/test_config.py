@@ -28,7 +28,7 @@ def error_of(config) -> str:
 
 
 def test_the_shipped_config_and_presets_are_valid():
-    for presets in ((), ("smoke",), ("demo",), ("coarse",)):
+    for presets in ((), ("smoke",), ("demo",), ("coarse",), ("coarse", "fig1_full_classification")):
         load_config(*presets)
 
 
