@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## both toy phase diagrams on a 7x7 grid (minutes)
+demo: $(VENV)/.installed  ## every figure (1-13) on small grids and short budgets (about 15 min on 2 cores)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
 test: $(VENV)/.installed  ## the whole test suite (about 17 minutes on 2 cores)
