@@ -3,7 +3,8 @@
 Both train the same cells for the same number of steps with early stopping off, using every core:
 (a) baseline: one nn.Module with torch.optim.AdamW per cell (grokking.reference, the public code's
     way), cells spread over one single-threaded process per core;
-(b) engine: the cells as stacked shards (compiled batched AdamW), one single-threaded process per core.
+(b) engine: the cells as stacked shards (one compiled step: forward, backward, AdamW), one
+    single-threaded process per core.
 Prints cell-steps per second of each, the speedup, the GFLOP/s their matrix products achieve and,
 measured in the same run, the machine's fp32 GEMM rate. The last line is exactly `speedup: X.XX`.
 
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> float:
     engine = cell_steps / engine_s
 
     for name, rate in (("baseline (nn.Module + AdamW per cell)", baseline),
-                       (f"engine (shards of {len(shards[0])}, compiled AdamW)", engine)):
+                       (f"engine (shards of {len(shards[0])}, compiled step)", engine)):
         achieved = rate * flops / 1e9
         print(f"{name:45s} {rate:9.0f} cell-steps/s  {achieved:6.1f} GFLOP/s "
               f"({100 * achieved / gemm:4.1f}% of GEMM)")

@@ -130,7 +130,7 @@ def test_a_diverging_member_is_flagged_and_isolated(config):
     assert with_nan.end_state["cell_ids"] == without.end_state["cell_ids"]
 
 
-def test_compiled_optimizer_matches_eager(config):
+def test_compiled_step_matches_eager(config):
     study = study_with(config, "toy_cls", budget=120)
     cells = make_cells(CELLS)
     eager = train_toy_shard(study, cells, EAGER)

@@ -8,6 +8,7 @@ the first steps at which each reaches the threshold; a cell stops when both are 
 Evaluation is folded into the training forward: iteration i runs the model after s = i - 1 updates on
 train and validation rows together, which gives the train accuracy of step i and the validation
 accuracy of step s at the cost of one forward. A last forward after the final update closes the run.
+A step (forward, bookkeeping, backward, AdamW) is one compiled function: ``grokking.toy_step``.
 
 Members that have reached both thresholds or whose loss became NaN/Inf are removed from the stacked
 tensors every ``check_every`` steps (compaction), so the cost follows the steps cells really need.
@@ -23,12 +24,12 @@ from typing import Any
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from grokking import ensemble
 from grokking.data import ToySplit, toy_dataset
 from grokking.models import build_toy_model
 from grokking.optim import BatchedAdamW
+from grokking.toy_step import measure, toy_loss, train_step_function
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 PROGRESS_EVERY = 10_000  # steps between progress lines in the job's log
@@ -121,6 +122,15 @@ class _Members:
     train_correct: torch.Tensor  # [M] last measured
     val_correct: torch.Tensor  # [M]
 
+    @property
+    def results(self) -> tuple[torch.Tensor, ...]:
+        return tuple(getattr(self, key) for key in RESULT_KEYS)
+
+    @results.setter
+    def results(self, values: tuple[torch.Tensor, ...]) -> None:
+        for key, value in zip(RESULT_KEYS, values):
+            setattr(self, key, value)
+
     def select(self, keep: torch.Tensor) -> "_Members":
         pick = lambda t: t.index_select(0, keep)  # noqa: E731
         return _Members(
@@ -208,7 +218,7 @@ class ToyShardTrainer:
             "embedding": torch.full((M,), self.study["embedding_wd"], **f64),
             "decoder": torch.tensor(cells["wd"].to_numpy(), **f64),
         }
-        self.params = {n: v.requires_grad_() for n, v in params.items()}
+        self.params = params  # gradients are computed explicitly (ensemble.backward), not by autograd
         self.optimizer = BatchedAdamW(
             self.params, self.arch.groups, lr, wd, compile=self.settings.compile
         )
@@ -261,32 +271,15 @@ class ToyShardTrainer:
             setattr(self.members, key, take(state[key]))
 
     # ----------------------------------------------------------------------------- training
-    def _loss_and_correct(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member mean loss over the train rows, and per-row correctness of every row."""
-        m, n_train = self.members, self.n_train
-        if self.classification:
-            M, n, k = out.shape
-            loss_rows = F.cross_entropy(
-                out[:, :n_train].reshape(-1, k), m.labels[:, :n_train].reshape(-1), reduction="none"
-            )
-            loss = loss_rows.view(M, n_train).mean(1)
-            predictions = out.argmax(-1)
-        else:
-            wanted = torch.gather(
-                m.targets, 1, m.labels[:, :n_train, None].expand(-1, -1, m.targets.shape[-1])
-            )
-            loss = (out[:, :n_train] - wanted).pow(2).mean((1, 2))
-            predictions = torch.cdist(out.detach(), m.targets).argmin(-1)
-        return loss, predictions == m.labels
-
     def _is_snapshot_time(self, updates: int) -> bool:
         every = self.study["log_every"]
         return bool(every) and updates >= self._snapshot_first and updates % every == 0
 
-    def _snapshot(self, updates: int, final: bool = False) -> None:
+    def _snapshot(self, updates: int, embedding: torch.Tensor, final: bool = False) -> None:
+        """History row of the model after ``updates`` updates: its embedding [M, p * d] and the
+        accuracies measured on it."""
         m = self.members
         row = len(self.snapshot_steps) - 1 if final else (updates - self._snapshot_first) // self.study["log_every"]
-        embedding = self.params["embedding"].detach().flatten(1).float()
         self.history_embedding[row].index_copy_(0, m.ids, embedding)
         self.history_train[row].index_copy_(0, m.ids, m.train_correct.to(torch.int32))
         self.history_val[row].index_copy_(0, m.ids, m.val_correct.to(torch.int32))
@@ -304,33 +297,31 @@ class ToyShardTrainer:
     def _compact(self, keep_mask: torch.Tensor) -> None:
         keep = keep_mask.nonzero().squeeze(1)
         self.members = self.members.select(keep)
-        with torch.no_grad():
-            self.params = {
-                n: v.detach().index_select(0, keep).requires_grad_() for n, v in self.params.items()
-            }
+        self.params = {n: v.index_select(0, keep) for n, v in self.params.items()}
         self.optimizer.select(self.params, keep)
 
+    def _embedding(self) -> torch.Tensor:
+        """A float32 copy of every member's embedding, [M, p * d] (the step updates in place)."""
+        return self.params["embedding"].flatten(1).to(torch.float32, copy=True)
+
+    @torch.no_grad()
     def run(self) -> ShardResult:
         budget = self.study["budget"]
         check_every = self.settings.check_every
         if self.start_step >= budget:
             raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
-        names = self.arch.param_names
+        train_step = train_step_function(self.settings.compile)
+        fixed = (self.arch, self.classification, self.n_train, self.need_train, self.need_val)
         step = self.start_step
         started, cell_steps = time.perf_counter(), 0
         for step in range(self.start_step + 1, budget + 1):
-            updates = step - 1  # the model in use has had this many updates
+            updates = step - 1  # the model the step's forward uses has had this many updates
             m = self.members
-            # forward on train + validation rows of the model after `updates` updates
-            out = ensemble.forward(self.arch, self.params, m.inputs)  # [M, n_train + n_val, out]
-            loss, correct = self._loss_and_correct(out)
-            with torch.no_grad():
-                self._measure(step, updates, loss, correct)
-                if self._is_snapshot_time(updates):
-                    self._snapshot(updates)
-            # step
-            grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
-            self.optimizer.step(dict(zip(names, grads)))
+            embedding = self._embedding() if self._is_snapshot_time(updates) else None
+            m.results = train_step(*fixed, self.params, self.optimizer.next_step_arguments(), m.inputs,
+                                   m.labels, m.targets, m.results, torch.tensor(step, device=self.device))
+            if embedding is not None:
+                self._snapshot(updates, embedding)
             cell_steps += len(m.ids)
             if step % PROGRESS_EVERY == 0:
                 log.info("step %d: %d of %d cells training, %.0f cell-steps/s", step, len(m.ids),
@@ -349,36 +340,19 @@ class ToyShardTrainer:
             self._close(step)
         return self._result(budget)
 
-    def _measure(self, step: int, updates: int, loss: torch.Tensor, correct: torch.Tensor) -> None:
-        """Update thresholds and divergence flags from one forward (on-device, no host sync)."""
-        m, n_train = self.members, self.n_train
-        alive = m.diverged_at < 0
-        m.diverged_at = torch.where(alive & ~torch.isfinite(loss), step, m.diverged_at)
-        alive = m.diverged_at < 0
-        train_correct = correct[:, :n_train].sum(1)
-        val_correct = correct[:, n_train:].sum(1)
-        m.train_correct = torch.where(alive, train_correct, m.train_correct)
-        m.t_train = torch.where(
-            alive & (m.t_train < 0) & (train_correct >= self.need_train), step, m.t_train
-        )
-        if updates >= 1:  # the reference never evaluates the untrained model
-            m.val_correct = torch.where(alive, val_correct, m.val_correct)
-            m.t_val = torch.where(
-                alive & (m.t_val < 0) & (val_correct >= self.need_val), updates, m.t_val
-            )
-
     @torch.no_grad()
     def _close(self, step: int) -> None:
         """Validation accuracy of the last update: one more forward, then record everyone left."""
         m = self.members
         out = ensemble.forward(self.arch, self.params, m.inputs)
-        loss, correct = self._loss_and_correct(out)
-        train_correct_before = m.train_correct.clone()
-        t_train_before = m.t_train.clone()
-        self._measure(step + 1, step, loss, correct)
+        loss, _, correct = toy_loss(out, m.labels, m.targets, self.n_train, self.classification)
+        t_train, t_val, diverged_at, train_correct, val_correct = measure(
+            m.results, torch.tensor(step + 1, device=self.device), loss, correct, self.n_train,
+            self.need_train, self.need_val,
+        )
         # The post-update train accuracy belongs to step + 1, which this run never trains.
-        m.train_correct, m.t_train = train_correct_before, t_train_before
-        self._snapshot(step, final=True)  # the end state is always kept (continuations start from it)
+        m.t_val, m.diverged_at, m.val_correct = t_val, diverged_at, val_correct
+        self._snapshot(step, self._embedding(), final=True)  # the end state is always kept (continuations start from it)
         self.end_members = m
         self.end_step = step
         self._record(torch.zeros_like(m.ids, dtype=torch.bool), step)

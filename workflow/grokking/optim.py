@@ -5,36 +5,45 @@ so an ensemble member follows the same trajectory as a plain model with its own 
 check this. Parameter groups (e.g. the toy embedding's fixed lr) are per-member vectors per group.
 
 The update is elementwise and memory-bound, so it is fused: ``torch.compile`` turns the per-tensor
-chain of eight operations into one loop. Step-dependent scalars are passed as tensors and shapes are
-dynamic, so neither the step count nor the number of members (which shrinks as members stop)
-triggers a recompilation.
+chain of eight operations into one loop (the toy engine inlines ``adamw_update`` into its compiled
+training step instead, ``grokking.toy_step``). Step-dependent scalars are passed as tensors and
+shapes are dynamic, so neither the step count nor the number of members (which shrinks as members
+stop) triggers a recompilation.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from grokking.ensemble import Params
 
 
-def _adamw_update(
+def adamw_update(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
     exp_avgs: list[torch.Tensor],
     exp_avg_sqs: list[torch.Tensor],
-    decays: list[torch.Tensor],
-    neg_step_sizes: list[torch.Tensor],
+    lrs: list[torch.Tensor],
+    weight_decays: list[torch.Tensor],
+    bias_correction1: torch.Tensor,
     bias_correction2_sqrt: torch.Tensor,
     beta1: float,
     beta2: float,
     eps: float,
 ) -> None:
-    for param, grad, exp_avg, exp_avg_sq, decay, neg_step_size in zip(
-        params, grads, exp_avgs, exp_avg_sqs, decays, neg_step_sizes
+    """One AdamW step of every member, in place. ``lrs`` and ``weight_decays`` are each parameter's
+    per-member float64 vectors [M]; step sizes are formed in float64 and rounded once, as
+    torch.optim.AdamW does with its Python floats. A pure function, so a larger compiled training
+    step can inline it."""
+    for param, grad, exp_avg, exp_avg_sq, lr, weight_decay in zip(
+        params, grads, exp_avgs, exp_avg_sqs, lrs, weight_decays
     ):
+        per_member = (-1,) + (1,) * (param.dim() - 1)
+        decay = (1 - lr * weight_decay).to(param.dtype).view(per_member)
+        neg_step_size = (-(lr / bias_correction1)).to(param.dtype).view(per_member)
         param.mul_(decay)  # decoupled weight decay: p *= 1 - lr * wd
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
@@ -48,7 +57,7 @@ _compiled_update: Callable | None = None
 def _fused_update() -> Callable:
     global _compiled_update
     if _compiled_update is None:
-        _compiled_update = torch.compile(_adamw_update, dynamic=True)
+        _compiled_update = torch.compile(adamw_update, dynamic=True)
     return _compiled_update
 
 
@@ -77,39 +86,36 @@ class BatchedAdamW:
         self.step_count = 0
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
-        self._refresh_decay()
 
-    def _member_view(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return values.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+    @property
+    def param_names(self) -> list[str]:
+        return list(self.group_of)
 
-    def _refresh_decay(self) -> None:
-        self._decay = {
-            n: self._member_view(1 - self.lr[g] * self.weight_decay[g], self.params[n])
-            for n, g in self.group_of.items()
+    def next_step_arguments(self) -> dict[str, Any]:
+        """Count one step and return ``adamw_update``'s arguments besides params and grads (in
+        ``param_names`` order): for a caller that runs the update inside its own compiled step."""
+        self.step_count += 1
+        beta1, beta2 = self.betas
+        like = self.params[self.param_names[0]]
+        return {
+            "exp_avgs": [self.exp_avg[n] for n in self.param_names],
+            "exp_avg_sqs": [self.exp_avg_sq[n] for n in self.param_names],
+            "lrs": [self.lr[self.group_of[n]] for n in self.param_names],
+            "weight_decays": [self.weight_decay[self.group_of[n]] for n in self.param_names],
+            "bias_correction1": torch.tensor(1 - beta1**self.step_count, dtype=torch.float64,
+                                             device=like.device),
+            "bias_correction2_sqrt": torch.tensor(math.sqrt(1 - beta2**self.step_count),
+                                                  dtype=like.dtype, device=like.device),
+            "beta1": beta1,
+            "beta2": beta2,
+            "eps": self.eps,
         }
 
     @torch.no_grad()
     def step(self, grads: Params) -> None:
-        self.step_count += 1
-        beta1, beta2 = self.betas
-        bias_correction1 = 1 - beta1**self.step_count
-        bias_correction2_sqrt = math.sqrt(1 - beta2**self.step_count)
-        names = list(self.group_of)
-        neg_step = {g: -(lr / bias_correction1) for g, lr in self.lr.items()}
-        like = self.params[names[0]]
-        update = _fused_update() if self.compile else _adamw_update
-        update(
-            [self.params[n] for n in names],
-            [grads[n] for n in names],
-            [self.exp_avg[n] for n in names],
-            [self.exp_avg_sq[n] for n in names],
-            [self._decay[n] for n in names],
-            [self._member_view(neg_step[self.group_of[n]], self.params[n]) for n in names],
-            torch.tensor(bias_correction2_sqrt, dtype=like.dtype, device=like.device),
-            beta1,
-            beta2,
-            self.eps,
-        )
+        update = _fused_update() if self.compile else adamw_update
+        names = self.param_names
+        update([self.params[n] for n in names], [grads[n] for n in names], **self.next_step_arguments())
 
     def select(self, params: Params, keep: torch.Tensor) -> None:
         """Keep only members ``keep`` (compaction); ``params`` are the already-compacted tensors."""
@@ -119,4 +125,3 @@ class BatchedAdamW:
         cpu_keep = keep.to(self.lr[next(iter(self.lr))].device)
         self.lr = {g: v.index_select(0, cpu_keep) for g, v in self.lr.items()}
         self.weight_decay = {g: v.index_select(0, cpu_keep) for g, v in self.weight_decay.items()}
-        self._refresh_decay()
