@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## every figure (1-13) on small grids and short budgets (about 15 min on 2 cores)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (about 17 minutes on 2 cores)
+test: $(VENV)/.installed  ## the whole test suite (6 to 17 minutes on 2 cores, by machine)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
