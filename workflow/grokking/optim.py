@@ -77,6 +77,7 @@ class BatchedAdamW:
         self.params = params
         self.groups = groups
         self.group_of = {name: group for group, names in groups.items() for name in names}
+        self.param_names = list(self.group_of)  # the order of every list passed to adamw_update
         # Hyperparameters are kept in float64 and rounded once, as Python floats are in torch.
         self.lr = {g: v.to(torch.float64) for g, v in lr.items()}  # [M] per group
         self.weight_decay = {g: v.to(torch.float64) for g, v in weight_decay.items()}
@@ -87,21 +88,18 @@ class BatchedAdamW:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
 
-    @property
-    def param_names(self) -> list[str]:
-        return list(self.group_of)
-
     def next_step_arguments(self) -> dict[str, Any]:
         """Count one step and return ``adamw_update``'s arguments besides params and grads (in
         ``param_names`` order): for a caller that runs the update inside its own compiled step."""
         self.step_count += 1
         beta1, beta2 = self.betas
-        like = self.params[self.param_names[0]]
+        names = self.param_names
+        like = self.params[names[0]]
         return {
-            "exp_avgs": [self.exp_avg[n] for n in self.param_names],
-            "exp_avg_sqs": [self.exp_avg_sq[n] for n in self.param_names],
-            "lrs": [self.lr[self.group_of[n]] for n in self.param_names],
-            "weight_decays": [self.weight_decay[self.group_of[n]] for n in self.param_names],
+            "exp_avgs": [self.exp_avg[n] for n in names],
+            "exp_avg_sqs": [self.exp_avg_sq[n] for n in names],
+            "lrs": [self.lr[self.group_of[n]] for n in names],
+            "weight_decays": [self.weight_decay[self.group_of[n]] for n in names],
             "bias_correction1": torch.tensor(1 - beta1**self.step_count, dtype=torch.float64,
                                              device=like.device),
             "bias_correction2_sqrt": torch.tensor(math.sqrt(1 - beta2**self.step_count),
