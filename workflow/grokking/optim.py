@@ -4,11 +4,14 @@ The arithmetic is ``torch.optim.AdamW``'s single-tensor path (PyTorch 2.x), oper
 so an ensemble member follows the same trajectory as a plain model with its own AdamW; the tests
 check this. Parameter groups (e.g. the toy embedding's fixed lr) are per-member vectors per group.
 
-The update is elementwise and memory-bound, so it is fused: ``torch.compile`` turns the per-tensor
-chain of eight operations into one loop (the toy engine inlines ``adamw_update`` into its compiled
-training step instead, ``grokking.toy_step``). Step-dependent scalars are passed as tensors and
-shapes are dynamic, so neither the step count nor the number of members (which shrinks as members
-stop) triggers a recompilation.
+The update is elementwise, so it is fused: ``torch.compile`` turns the per-tensor chain of
+operations into one loop (the toy engine inlines ``adamw_update`` into its compiled training step
+instead, ``grokking.toy_step``). The per-member factors (``1 - lr * wd`` and ``-lr / bias_correction1``,
+formed in float64 and rounded once, as torch does with its Python floats) are computed before the
+loop, once per shard and once per step: formed inside it, they cost a float64 division per vector of
+parameters (a quarter of the update's time). Step-dependent values are passed as tensors and shapes
+are dynamic, so neither the step count nor the number of members (which shrinks as members stop)
+triggers a recompilation.
 """
 
 from __future__ import annotations
@@ -26,29 +29,26 @@ def adamw_update(
     grads: list[torch.Tensor],
     exp_avgs: list[torch.Tensor],
     exp_avg_sqs: list[torch.Tensor],
-    lrs: list[torch.Tensor],
-    weight_decays: list[torch.Tensor],
-    bias_correction1: torch.Tensor,
+    decays: list[torch.Tensor],
+    neg_step_sizes: list[torch.Tensor],
     bias_correction2_sqrt: torch.Tensor,
     beta1: float,
     beta2: float,
     eps: float,
 ) -> None:
-    """One AdamW step of every member, in place. ``lrs`` and ``weight_decays`` are each parameter's
-    per-member float64 vectors [M]; step sizes are formed in float64 and rounded once, as
-    torch.optim.AdamW does with its Python floats. A pure function, so a larger compiled training
-    step can inline it."""
-    for param, grad, exp_avg, exp_avg_sq, lr, weight_decay in zip(
-        params, grads, exp_avgs, exp_avg_sqs, lrs, weight_decays
+    """One AdamW step of every member, in place. ``decays`` (``1 - lr * wd``) and ``neg_step_sizes``
+    (``-lr / bias_correction1``) are each parameter's per-member factors [M] in its dtype
+    (``BatchedAdamW.next_step_arguments``). A pure function, so a larger compiled training step can
+    inline it."""
+    for param, grad, exp_avg, exp_avg_sq, decay, neg_step_size in zip(
+        params, grads, exp_avgs, exp_avg_sqs, decays, neg_step_sizes
     ):
         per_member = (-1,) + (1,) * (param.dim() - 1)
-        decay = (1 - lr * weight_decay).to(param.dtype).view(per_member)
-        neg_step_size = (-(lr / bias_correction1)).to(param.dtype).view(per_member)
-        param.mul_(decay)  # decoupled weight decay: p *= 1 - lr * wd
+        param.mul_(decay.view(per_member))  # decoupled weight decay: p *= 1 - lr * wd
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-        param.add_(neg_step_size * exp_avg / denom)  # = addcdiv_(exp_avg, denom, value=-step_size)
+        param.add_(neg_step_size.view(per_member) * exp_avg / denom)  # = addcdiv_(exp_avg, denom, value=-step_size)
 
 
 _compiled_update: Callable | None = None
@@ -81,6 +81,9 @@ class BatchedAdamW:
         # Hyperparameters are kept in float64 and rounded once, as Python floats are in torch.
         self.lr = {g: v.to(torch.float64) for g, v in lr.items()}  # [M] per group
         self.weight_decay = {g: v.to(torch.float64) for g, v in weight_decay.items()}
+        like = next(iter(params.values()))
+        self.dtype, self.device = like.dtype, like.device  # of the per-member factors
+        self.decay = self._decays()
         self.betas = betas
         self.eps = eps
         self.compile = compile
@@ -88,22 +91,26 @@ class BatchedAdamW:
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
 
+    def _decays(self) -> dict[str, torch.Tensor]:
+        """``1 - lr * wd`` per group and member, formed in float64 and rounded once."""
+        return {g: (1 - self.lr[g] * self.weight_decay[g]).to(self.device, self.dtype) for g in self.lr}
+
     def next_step_arguments(self) -> dict[str, Any]:
         """Count one step and return ``adamw_update``'s arguments besides params and grads (in
         ``param_names`` order): for a caller that runs the update inside its own compiled step."""
         self.step_count += 1
         beta1, beta2 = self.betas
         names = self.param_names
-        like = self.params[names[0]]
+        bias_correction1 = 1 - beta1**self.step_count
+        # -(lr / bc1) in float64, rounded once: torch's addcdiv_(value=-step_size) with a Python float
+        neg_step_size = {g: (lr / -bias_correction1).to(self.device, self.dtype) for g, lr in self.lr.items()}
         return {
             "exp_avgs": [self.exp_avg[n] for n in names],
             "exp_avg_sqs": [self.exp_avg_sq[n] for n in names],
-            "lrs": [self.lr[self.group_of[n]] for n in names],
-            "weight_decays": [self.weight_decay[self.group_of[n]] for n in names],
-            "bias_correction1": torch.tensor(1 - beta1**self.step_count, dtype=torch.float64,
-                                             device=like.device),
+            "decays": [self.decay[self.group_of[n]] for n in names],
+            "neg_step_sizes": [neg_step_size[self.group_of[n]] for n in names],
             "bias_correction2_sqrt": torch.tensor(math.sqrt(1 - beta2**self.step_count),
-                                                  dtype=like.dtype, device=like.device),
+                                                  dtype=self.dtype, device=self.device),
             "beta1": beta1,
             "beta2": beta2,
             "eps": self.eps,
@@ -123,3 +130,4 @@ class BatchedAdamW:
         cpu_keep = keep.to(self.lr[next(iter(self.lr))].device)
         self.lr = {g: v.index_select(0, cpu_keep) for g, v in self.lr.items()}
         self.weight_decay = {g: v.index_select(0, cpu_keep) for g, v in self.weight_decay.items()}
+        self.decay = self._decays()
