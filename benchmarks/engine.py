@@ -5,44 +5,36 @@ Both train the same cells for the same number of steps with early stopping off, 
     way), cells spread over one single-threaded process per core;
 (b) engine: the cells as stacked shards (one compiled step: forward, backward, AdamW), one
     single-threaded process per core.
-Prints cell-steps per second of each, the speedup, the GFLOP/s their matrix products achieve and,
-measured in the same run, the machine's fp32 GEMM rate. The last line is exactly `speedup: X.XX`.
+Prints cell-steps per second of each, the speedup, and the GFLOP/s their matrix products achieve
+against the machine's fp32 GEMM rate, measured the same way (one single-threaded 2048^3 GEMM per
+worker process, all at once). For the engine it also prints the rate inside its matrix-product
+kernels alone (from the profiler), which separates slow products from time spent around them.
+
+Shared machines drift by tens of per cent within minutes, so each round measures the GEMM rate, the
+baseline and the engine back to back, and the summary takes each one's best round. The last line
+is exactly `speedup: X.XX`.
 
     python benchmarks/engine.py --quick        # under a minute
-    python benchmarks/engine.py                # about 3 minutes on 2 cores
+    python benchmarks/engine.py                # about 6 minutes on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
-import time
 
 import numpy as np
-import pandas as pd
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from grokking.config import validate_config
 from grokking.data import toy_split
 from grokking.engine import EngineSettings, train_toy_shard
 from grokking.grid import study_cells
 from grokking.reference import reference_run
+from workers import gemm_rate, timed_together, worker_pool
 
-
-def gemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """Best-of-n fp32 GEMM rate with all cores: the ceiling the matrix products are measured against."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
 
 
 def matmul_flops_per_cell_step(study: dict) -> float:
@@ -57,7 +49,6 @@ def matmul_flops_per_cell_step(study: dict) -> float:
 
 def _baseline_worker(job: tuple[dict, list[tuple[float, float]], int]) -> float:
     study, cells, steps = job
-    torch.set_num_threads(1)
     split = toy_split(study["p"], study["train_size"], study["regression_dim"], 42)
     reference_run(study, split, 1e-3, 0.0, 102, "tanh", 20, early_stop=False)  # warm up
 
@@ -65,15 +56,38 @@ def _baseline_worker(job: tuple[dict, list[tuple[float, float]], int]) -> float:
         for lr, wd in cells:
             reference_run(study, split, lr, wd, 102, "tanh", steps, early_stop=False)
 
-    return _timed(train_all)
+    return timed_together(train_all)
 
 
-def _engine_worker(job: tuple[dict, pd.DataFrame, int]) -> float:
+def _engine_worker(job: tuple) -> tuple[float, float]:
+    """Seconds for the shard, and seconds per cell-step inside matrix-product kernels (profiled on
+    a short extra run of the same shard)."""
     study, cells, steps = job
-    torch.set_num_threads(1)
     settings = EngineSettings(device="cpu", compile=True, stop_early=False)
     train_toy_shard({**study, "budget": 20}, cells, settings)  # compile outside the timing
-    return _timed(lambda: train_toy_shard({**study, "budget": steps}, cells, settings))
+    seconds = timed_together(lambda: train_toy_shard({**study, "budget": steps}, cells, settings))
+    profiled_steps = 50
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_toy_shard({**study, "budget": profiled_steps}, cells, settings)
+    matmul_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS)
+    return seconds, matmul_us / 1e6 / (len(cells) * profiled_steps)
+
+
+def _round(pool, study: dict, cells, steps: int, workers: int) -> tuple[float, float, float, float]:
+    """One round: GEMM ceiling, baseline, engine. Returns GEMM GFLOP/s (all workers), baseline and
+    engine cell-steps/s, and the engine's matmul seconds per cell-step."""
+    gemm = gemm_rate(pool, workers)
+    cell_steps = len(cells) * steps
+    pairs = list(zip(cells["lr"], cells["wd"]))
+    baseline_jobs = [(study, pairs[i::workers], steps) for i in range(workers)]
+    # Each process times its own work (not its start-up); they run side by side, the slowest one
+    # sets the wall time.
+    baseline_s = max(pool.map(_baseline_worker, baseline_jobs, chunksize=1))
+    shards = [cells.iloc[idx] for idx in np.array_split(np.arange(len(cells)), workers)]
+    engine = pool.map(_engine_worker, [(study, s, steps) for s in shards], chunksize=1)
+    engine_s = max(seconds for seconds, _ in engine)
+    matmul_s = float(np.mean([per_cell_step for _, per_cell_step in engine]))
+    return gemm, cell_steps / baseline_s, cell_steps / engine_s, matmul_s
 
 
 def run(args: argparse.Namespace) -> float:
@@ -88,34 +102,34 @@ def run(args: argparse.Namespace) -> float:
     study = config["studies"]["toy"]
     cells = study_cells(study).iloc[:: max(1, 441 // args.cells)].iloc[: args.cells]
     workers = args.workers
-    cell_steps = len(cells) * args.steps
     flops = matmul_flops_per_cell_step(study)
-    ctx = mp.get_context("spawn")
+    print(f"machine: {os.cpu_count()} cores, {workers} single-threaded worker processes")
+    print(f"toy {args.objective}: {len(cells)} cells x {args.steps} steps, early stopping off, engine "
+          f"shards of {-(-len(cells) // workers)}; {flops / 1e6:.2f} MFLOP of matrix products per cell-step")
 
-    gemm = gemm_gflops(workers)
-    print(f"machine: {os.cpu_count()} cores, {workers} worker processes; "
-          f"fp32 GEMM (2048^3, {workers} threads): {gemm:.1f} GFLOP/s")
-    print(f"toy {args.objective}: {len(cells)} cells x {args.steps} steps, early stopping off; "
-          f"{flops / 1e6:.2f} MFLOP of matrix products per cell-step")
+    rounds = []
+    # One process per core for the whole run, so the engine compiles once per process.
+    with worker_pool(workers) as pool:
+        for r in range(args.rounds):
+            gemm, baseline, engine, matmul_s = _round(pool, study, cells, args.steps, workers)
+            rounds.append((gemm, baseline, engine, matmul_s))
+            print(f"round {r + 1}: GEMM {gemm:6.1f} GFLOP/s | baseline {baseline:6.0f} | engine "
+                  f"{engine:6.0f} cell-steps/s | {engine / baseline:.2f}x")
 
-    pairs = list(zip(cells["lr"], cells["wd"]))
-    chunks = [pairs[i::workers] for i in range(workers)]
-    # Each process times its own work (not its start-up); they run side by side, the slowest one
-    # sets the wall time.
-    with ctx.Pool(workers) as pool:
-        baseline_s = max(pool.map(_baseline_worker, [(study, c, args.steps) for c in chunks]))
-    baseline = cell_steps / baseline_s
-
-    shards = [cells.iloc[idx] for idx in np.array_split(np.arange(len(cells)), workers)]
-    with ctx.Pool(workers) as pool:
-        engine_s = max(pool.map(_engine_worker, [(study, s, args.steps) for s in shards]))
-    engine = cell_steps / engine_s
-
+    gemm = max(r[0] for r in rounds)
+    baseline = max(r[1] for r in rounds)
+    engine, matmul_s = max((r[2], r[3]) for r in rounds)
+    print(f"best of {len(rounds)} round(s); fp32 GEMM rate {gemm:.1f} GFLOP/s "
+          f"({workers} processes x one 2048^3 GEMM)")
     for name, rate in (("baseline (nn.Module + AdamW per cell)", baseline),
-                       (f"engine (shards of {len(shards[0])}, compiled step)", engine)):
+                       ("engine (stacked shards, compiled step)", engine)):
         achieved = rate * flops / 1e9
-        print(f"{name:45s} {rate:9.0f} cell-steps/s  {achieved:6.1f} GFLOP/s "
+        print(f"{name:40s} {rate:9.0f} cell-steps/s  {achieved:6.1f} GFLOP/s "
               f"({100 * achieved / gemm:4.1f}% of GEMM)")
+    in_kernels = flops / matmul_s / 1e9  # per process
+    print(f"engine matrix-product kernels alone: {in_kernels:.1f} GFLOP/s per process "
+          f"({100 * in_kernels * workers / gemm:.1f}% of GEMM), "
+          f"{100 * matmul_s * engine / workers:.0f}% of the engine's time")
     speedup = engine / baseline
     print(f"speedup: {speedup:.2f}")
     return speedup
@@ -126,11 +140,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small run, under a minute")
     parser.add_argument("--objective", default="classification", choices=["classification", "regression"])
     parser.add_argument("--cells", type=int, default=None, help="cells (default 84, quick 42)")
-    parser.add_argument("--steps", type=int, default=None, help="steps (default 2000, quick 300)")
+    parser.add_argument("--steps", type=int, default=None, help="steps (default 1000, quick 200)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds, best one counts (default 2, quick 1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: cores)")
     args = parser.parse_args()
     args.cells = args.cells or (42 if args.quick else 84)
-    args.steps = args.steps or (300 if args.quick else 2000)
+    args.steps = args.steps or (200 if args.quick else 1000)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     run(args)
 
 

@@ -1,0 +1,71 @@
+"""The engine benchmark: the FLOP count behind its GFLOP/s, and its command line (tiny run)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from grokking import ensemble
+from grokking.data import toy_split
+from grokking.mnist import N_PIXELS, build_mnist_model
+from grokking.models import build_toy_model
+from grokking.toy_step import toy_loss
+from tests.conftest import study_with
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from engine import matmul_flops_per_cell_step  # noqa: E402  (benchmarks/ is not a package)
+from mnist import matmul_flops_per_cell  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["toy_cls", "toy_regr"])
+def test_flop_count_is_what_a_training_step_multiplies(config, name):
+    """The benchmark's FLOPs per cell-step equal what PyTorch's FLOP counter sees in one engine step
+    (forward on train + validation rows, written-out backward on the train rows)."""
+    study = study_with(config, name)
+    split = toy_split(study["p"], study["train_size"], study["regression_dim"], 42)
+    arch = ensemble.toy_architecture("tanh")
+    params = ensemble.stack_toy_models([build_toy_model(study, "tanh", 102)], torch.float32, torch.device("cpu"))
+    pairs = torch.cat([split.x_train, split.x_val])[None]
+    labels = torch.cat([split.y_train, split.y_val])[None]
+    classification = study["objective"] == "classification"
+    targets = torch.zeros(1, 0, 0) if classification else split.targets[None].float()
+    n_train = len(split.y_train)
+    with FlopCounterMode(display=False) as counter:
+        activations = ensemble.forward_with_activations(arch, params, ensemble.one_hot_pairs(pairs, study["p"], torch.float32))
+        _, grad_out, _ = toy_loss(activations[-1], labels, targets, n_train, classification)
+        ensemble.backward(arch, params, activations, grad_out, n_train)
+    counted = counter.get_total_flops()
+    # The formula also counts the embedding's input gradient (2 x 45 x p x d), which nobody needs.
+    assert counted == pytest.approx(matmul_flops_per_cell_step(study), rel=1e-3)
+
+
+def test_mnist_flop_count_is_what_a_reference_step_multiplies(config):
+    """One step of the reference MLP (forward and backward on a batch, no gradient for the images) and
+    one evaluation forward: what benchmarks/mnist.py divides by the time."""
+    study = study_with(config, "mnist", budget=1)
+    model = build_mnist_model(study, "relu", 0, torch.float64)
+    batch, n_eval = torch.rand(study["batch_size"], N_PIXELS, dtype=torch.float64), 37
+    with FlopCounterMode(display=False) as counter:
+        model(batch).pow(2).mean().backward()
+        with torch.no_grad():
+            model(torch.rand(n_eval, N_PIXELS, dtype=torch.float64))
+    assert counter.get_total_flops() == matmul_flops_per_cell(study, n_eval)
+
+
+def test_quick_benchmark_runs_and_ends_with_the_speedup():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "engine.py"), "--cells", "4", "--steps", "20",
+         "--rounds", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert re.fullmatch(r"speedup: \d+\.\d\d", lines[-1]), lines[-1]
+    assert any("% of GEMM" in line and line.startswith("engine (") for line in lines), run.stdout
