@@ -9,7 +9,7 @@ operations into one loop (the toy engine inlines ``adamw_update`` into its compi
 instead, ``grokking.toy_step``). The per-member factors (``1 - lr * wd`` and ``-lr / bias_correction1``,
 formed in float64 and rounded once, as torch does with its Python floats) are computed before the
 loop, once per shard and once per step: formed inside it, they cost a float64 division per vector of
-parameters (a quarter of the update's time). Step-dependent values are passed as tensors and shapes
+parameters (5-16 % of the update's time, measured at 21 members). Step-dependent values are passed as tensors and shapes
 are dynamic, so neither the step count nor the number of members (which shrinks as members stop)
 triggers a recompilation.
 """
