@@ -8,7 +8,9 @@ Both train the same cells for the same number of steps with early stopping off, 
 Prints cell-steps per second of each, the speedup, and the GFLOP/s their matrix products achieve
 against the machine's fp32 GEMM rate, measured the same way (one single-threaded 2048^3 GEMM per
 worker process, all at once). For the engine it also prints the rate inside its matrix-product
-kernels alone (from the profiler), which separates slow products from time spent around them.
+kernels (from the profiler), which separates slow products from time spent around them, and the
+rate of the same products replayed back to back with nothing in between: what the library achieves
+on these shapes, so the most a step made of them could reach.
 
 Shared machines drift by tens of per cent within minutes, so each round measures the GEMM rate, the
 baseline and the engine back to back, and the summary takes each one's best round. The last line
@@ -26,15 +28,19 @@ import os
 import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
 
 from grokking.config import validate_config
 from grokking.data import toy_split
-from grokking.engine import EngineSettings, train_toy_shard
+from grokking.engine import EngineSettings, ToyShardTrainer, train_toy_shard
 from grokking.grid import study_cells
 from grokking.reference import reference_run
+from grokking.toy_step import toy_train_step
 from workers import gemm_rate, timed_together, worker_pool
 
 MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
+PRODUCT_OPS = (torch.ops.aten.bmm, torch.ops.aten.baddbmm, torch.ops.aten.mm, torch.ops.aten.addmm)
 
 
 def matmul_flops_per_cell_step(study: dict) -> float:
@@ -45,6 +51,53 @@ def matmul_flops_per_cell_step(study: dict) -> float:
     n_train, n_all = study["train_size"], p * (p + 1) // 2
     per_row = p * d + d * h + h * h + h * k
     return 2 * n_all * per_row + 4 * n_train * per_row
+
+
+class _RecordProducts(TorchDispatchMode):
+    """Keeps each matrix product run under it, with copies of its operands (same shapes, strides)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        # Matrix-vector products (an output dimension of 1: the embedding, with d = 1) are loops in
+        # the compiled step, not library calls.
+        if func.overloadpacket in PRODUCT_OPS and 1 not in out.shape[-2:]:
+            copy = lambda t: (torch.empty_strided(t.shape, t.stride(), dtype=t.dtype).copy_(t)  # noqa: E731
+                              if isinstance(t, torch.Tensor) else t)
+            self.calls.append((func, tree_map(copy, args), tree_map(copy, kwargs)))
+        return out
+
+
+def step_products(study: dict, cells) -> list[tuple]:
+    """The library matrix products of one engine training step of ``cells`` (op, operands), recorded
+    from the uncompiled step: the ones the compiled step calls too (the profiler shows the same
+    shapes)."""
+    trainer = ToyShardTrainer(study, cells, EngineSettings(device="cpu", compile=False, stop_early=False))
+    m = trainer.members
+    with torch.no_grad(), _RecordProducts() as recorder:
+        toy_train_step(trainer.arch, trainer.classification, trainer.n_train, trainer.need_train,
+                       trainer.need_val, trainer.params, trainer.optimizer.next_step_arguments(), m.inputs,
+                       m.labels, m.targets, m.results, torch.tensor(1))
+    return recorder.calls
+
+
+def _products_alone(study: dict, cells, repeats: int = 100) -> float:
+    """Seconds per cell-step of one step's products run back to back with nothing in between: what
+    the step's products cost at the library's speed for their shapes, with caches to themselves. The
+    whole step cannot run faster than this."""
+    calls = step_products(study, cells)
+
+    def replay() -> None:
+        for _ in range(repeats):
+            for func, args, kwargs in calls:
+                func(*args, **kwargs)
+
+    replay()
+    return min(timed_together(replay) for _ in range(5)) / (repeats * len(cells))
 
 
 def _baseline_worker(job: tuple[dict, list[tuple[float, float]], int]) -> float:
@@ -59,9 +112,9 @@ def _baseline_worker(job: tuple[dict, list[tuple[float, float]], int]) -> float:
     return timed_together(train_all)
 
 
-def _engine_worker(job: tuple) -> tuple[float, float]:
-    """Seconds for the shard, and seconds per cell-step inside matrix-product kernels (profiled on
-    a short extra run of the same shard)."""
+def _engine_worker(job: tuple) -> tuple[float, float, float]:
+    """Seconds for the shard, seconds per cell-step inside matrix-product kernels (profiled on a
+    short extra run of the same shard), and seconds per cell-step of the products alone."""
     study, cells, steps = job
     settings = EngineSettings(device="cpu", compile=True, stop_early=False)
     train_toy_shard({**study, "budget": 20}, cells, settings)  # compile outside the timing
@@ -70,12 +123,13 @@ def _engine_worker(job: tuple) -> tuple[float, float]:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         train_toy_shard({**study, "budget": profiled_steps}, cells, settings)
     matmul_us = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in MATMUL_OPS)
-    return seconds, matmul_us / 1e6 / (len(cells) * profiled_steps)
+    return seconds, matmul_us / 1e6 / (len(cells) * profiled_steps), _products_alone(study, cells)
 
 
-def _round(pool, study: dict, cells, steps: int, workers: int) -> tuple[float, float, float, float]:
+def _round(pool, study: dict, cells, steps: int, workers: int) -> tuple[float, float, float, float, float]:
     """One round: GEMM ceiling, baseline, engine. Returns GEMM GFLOP/s (all workers), baseline and
-    engine cell-steps/s, and the engine's matmul seconds per cell-step."""
+    engine cell-steps/s, the engine's matmul seconds per cell-step, and the products-alone seconds
+    per cell-step."""
     gemm = gemm_rate(pool, workers)
     cell_steps = len(cells) * steps
     pairs = list(zip(cells["lr"], cells["wd"]))
@@ -85,9 +139,10 @@ def _round(pool, study: dict, cells, steps: int, workers: int) -> tuple[float, f
     baseline_s = max(pool.map(_baseline_worker, baseline_jobs, chunksize=1))
     shards = [cells.iloc[idx] for idx in np.array_split(np.arange(len(cells)), workers)]
     engine = pool.map(_engine_worker, [(study, s, steps) for s in shards], chunksize=1)
-    engine_s = max(seconds for seconds, _ in engine)
-    matmul_s = float(np.mean([per_cell_step for _, per_cell_step in engine]))
-    return gemm, cell_steps / baseline_s, cell_steps / engine_s, matmul_s
+    engine_s = max(seconds for seconds, _, _ in engine)
+    matmul_s = float(np.mean([in_kernels for _, in_kernels, _ in engine]))
+    alone_s = float(np.mean([alone for _, _, alone in engine]))
+    return gemm, cell_steps / baseline_s, cell_steps / engine_s, matmul_s, alone_s
 
 
 def run(args: argparse.Namespace) -> float:
@@ -111,14 +166,15 @@ def run(args: argparse.Namespace) -> float:
     # One process per core for the whole run, so the engine compiles once per process.
     with worker_pool(workers) as pool:
         for r in range(args.rounds):
-            gemm, baseline, engine, matmul_s = _round(pool, study, cells, args.steps, workers)
-            rounds.append((gemm, baseline, engine, matmul_s))
+            gemm, baseline, engine, matmul_s, alone_s = _round(pool, study, cells, args.steps, workers)
+            rounds.append((gemm, baseline, engine, matmul_s, alone_s))
             print(f"round {r + 1}: GEMM {gemm:6.1f} GFLOP/s | baseline {baseline:6.0f} | engine "
                   f"{engine:6.0f} cell-steps/s | {engine / baseline:.2f}x")
 
     gemm = max(r[0] for r in rounds)
     baseline = max(r[1] for r in rounds)
     engine, matmul_s = max((r[2], r[3]) for r in rounds)
+    alone_s = min(r[4] for r in rounds)
     print(f"best of {len(rounds)} round(s); fp32 GEMM rate {gemm:.1f} GFLOP/s "
           f"({workers} processes x one 2048^3 GEMM)")
     for name, rate in (("baseline (nn.Module + AdamW per cell)", baseline),
@@ -130,6 +186,9 @@ def run(args: argparse.Namespace) -> float:
     print(f"engine matrix-product kernels alone: {in_kernels:.1f} GFLOP/s per process "
           f"({100 * in_kernels * workers / gemm:.1f}% of GEMM), "
           f"{100 * matmul_s * engine / workers:.0f}% of the engine's time")
+    alone = flops / alone_s / 1e9
+    print(f"the same products alone, back to back: {alone:.1f} GFLOP/s per process "
+          f"({100 * alone * workers / gemm:.1f}% of GEMM): the most a step made of them can reach")
     speedup = engine / baseline
     print(f"speedup: {speedup:.2f}")
     return speedup

@@ -13,14 +13,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grokking import ensemble
 from grokking.data import toy_split
+from grokking.engine import EngineSettings, ToyShardTrainer
+from grokking.grid import study_cells
 from grokking.mnist import N_PIXELS, build_mnist_model
 from grokking.models import build_toy_model
-from grokking.toy_step import toy_loss
+from grokking.toy_step import toy_loss, train_step_function
 from tests.conftest import study_with
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from engine import matmul_flops_per_cell_step  # noqa: E402  (benchmarks/ is not a package)
+from engine import MATMUL_OPS, matmul_flops_per_cell_step, step_products  # noqa: E402  (benchmarks/ is not a package)
 from mnist import matmul_flops_per_cell  # noqa: E402
 
 
@@ -69,3 +71,34 @@ def test_quick_benchmark_runs_and_ends_with_the_speedup():
     lines = run.stdout.strip().splitlines()
     assert re.fullmatch(r"speedup: \d+\.\d\d", lines[-1]), lines[-1]
     assert any("% of GEMM" in line and line.startswith("engine (") for line in lines), run.stdout
+    assert any("% of GEMM" in line and line.startswith("the same products alone") for line in lines), run.stdout
+
+
+def test_products_replayed_alone_are_the_ones_the_compiled_step_calls(config):
+    """The benchmark's products-alone ceiling replays the library products of the uncompiled step;
+    one compiled step must call exactly these (same ops, same operand shapes)."""
+    study = study_with(config, "toy_cls", log_every=0)
+    cells = study_cells(study).iloc[:2]
+
+    def as_key(name: str, shapes: list) -> tuple[str, list]:
+        """The op and its two matrices (baddbmm's first operand is the bias; out= buffers are extra)."""
+        matrices = shapes[1:3] if name in ("baddbmm", "addmm") else shapes[:2]
+        return name, [list(s) for s in matrices]
+
+    replayed = sorted(as_key(func.overloadpacket.__name__, [a.shape for a in args if isinstance(a, torch.Tensor)])
+                      for func, args, _ in step_products(study, cells))
+    trainer = ToyShardTrainer(study, cells, EngineSettings(stop_early=False))
+    step = train_step_function(compile=True)
+    m = trainer.members
+
+    def one_step(i: int) -> None:
+        m.results = step(trainer.arch, trainer.classification, trainer.n_train, trainer.need_train,
+                         trainer.need_val, trainer.params, trainer.optimizer.next_step_arguments(), m.inputs,
+                         m.labels, m.targets, m.results, torch.tensor(i))
+
+    one_step(1)  # compiles
+    with torch.profiler.profile(record_shapes=True) as prof:
+        one_step(2)
+    called = sorted(as_key(e.name.removeprefix("aten::"), e.input_shapes) for e in prof.events()
+                    if e.name in MATMUL_OPS)
+    assert called == replayed
