@@ -39,8 +39,8 @@ from grokking.reference import reference_run
 from grokking.toy_step import toy_train_step
 from workers import gemm_rate, timed_together, worker_pool
 
-MATMUL_OPS = ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm")
 PRODUCT_OPS = (torch.ops.aten.bmm, torch.ops.aten.baddbmm, torch.ops.aten.mm, torch.ops.aten.addmm)
+MATMUL_OPS = tuple(f"aten::{op.__name__}" for op in PRODUCT_OPS)  # their names in the profiler
 
 
 def matmul_flops_per_cell_step(study: dict) -> float:
@@ -77,11 +77,8 @@ def step_products(study: dict, cells) -> list[tuple]:
     from the uncompiled step: the ones the compiled step calls too (the profiler shows the same
     shapes)."""
     trainer = ToyShardTrainer(study, cells, EngineSettings(device="cpu", compile=False, stop_early=False))
-    m = trainer.members
     with torch.no_grad(), _RecordProducts() as recorder:
-        toy_train_step(trainer.arch, trainer.classification, trainer.n_train, trainer.need_train,
-                       trainer.need_val, trainer.params, trainer.optimizer.next_step_arguments(), m.inputs,
-                       m.labels, m.targets, m.results, torch.tensor(1))
+        trainer.take_step(toy_train_step, 1)
     return recorder.calls
 
 

@@ -89,16 +89,9 @@ def test_products_replayed_alone_are_the_ones_the_compiled_step_calls(config):
                       for func, args, _ in step_products(study, cells))
     trainer = ToyShardTrainer(study, cells, EngineSettings(stop_early=False))
     step = train_step_function(compile=True)
-    m = trainer.members
-
-    def one_step(i: int) -> None:
-        m.results = step(trainer.arch, trainer.classification, trainer.n_train, trainer.need_train,
-                         trainer.need_val, trainer.params, trainer.optimizer.next_step_arguments(), m.inputs,
-                         m.labels, m.targets, m.results, torch.tensor(i))
-
-    one_step(1)  # compiles
+    trainer.take_step(step, 1)  # compiles
     with torch.profiler.profile(record_shapes=True) as prof:
-        one_step(2)
+        trainer.take_step(step, 2)
     called = sorted(as_key(e.name.removeprefix("aten::"), e.input_shapes) for e in prof.events()
                     if e.name in MATMUL_OPS)
     assert called == replayed

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import torch
@@ -304,6 +304,14 @@ class ToyShardTrainer:
         """A float32 copy of every member's embedding, [M, p * d] (the step updates in place)."""
         return self.params["embedding"].flatten(1).to(torch.float32, copy=True)
 
+    def take_step(self, train_step: Callable, step: int) -> None:
+        """Training step ``step`` of every member, with ``train_step`` (``toy_train_step``, compiled
+        or not): parameters and AdamW state in place, the members' results replaced."""
+        m = self.members
+        m.results = train_step(self.arch, self.classification, self.n_train, self.need_train, self.need_val,
+                               self.params, self.optimizer.next_step_arguments(), m.inputs, m.labels,
+                               m.targets, m.results, torch.tensor(step, device=self.device))
+
     @torch.no_grad()
     def run(self) -> ShardResult:
         budget = self.study["budget"]
@@ -311,15 +319,13 @@ class ToyShardTrainer:
         if self.start_step >= budget:
             raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
         train_step = train_step_function(self.settings.compile)
-        fixed = (self.arch, self.classification, self.n_train, self.need_train, self.need_val)
         step = self.start_step
         started, cell_steps = time.perf_counter(), 0
         for step in range(self.start_step + 1, budget + 1):
             updates = step - 1  # the model the step's forward uses has had this many updates
             m = self.members
             embedding = self._embedding() if self._is_snapshot_time(updates) else None
-            m.results = train_step(*fixed, self.params, self.optimizer.next_step_arguments(), m.inputs,
-                                   m.labels, m.targets, m.results, torch.tensor(step, device=self.device))
+            self.take_step(train_step, step)
             if embedding is not None:
                 self._snapshot(updates, embedding)
             cell_steps += len(m.ids)
