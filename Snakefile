@@ -36,7 +36,7 @@ include: "rules/figures.smk"
 include: "rules/summary.smk"
 
 
-# Every figure whose studies are configured (presets may configure fewer), and the claims summary.
+# Every figure and the claims summary.
 rule all:
     input:
         get_all_targets(),

@@ -122,3 +122,85 @@ def test_pairwise_grid_needs_equally_long_axes(raw):
 def test_figure_keys_belong_to_their_kind(raw, figure, key, value, message):
     raw["figures"][figure][key] = value
     assert message in error_of(raw)
+
+
+def test_figure_naming_an_unknown_study_stops_the_run(raw):
+    # A typo must not drop the figure from `all` silently.
+    raw["figures"]["fig1_toy_phases"]["studies"] = ["toy_clss", "toy_regr"]
+    message = error_of(raw)
+    assert message.startswith("config error at figures.fig1_toy_phases.studies: unknown study 'toy_clss'")
+    assert "toy_cls," in message  # the studies that exist, to spot the typo
+
+
+# Every integer key of the schema, as a path into config.yaml and a whole float for it (YAML reads
+# 1.0e+5 as a float).
+INTEGER_KEYS = [
+    (("engine", "threads"), 2.0), (("engine", "check_every"), 10.0), (("engine", "shard_size"), 21.0),
+    (("studies", "toy_cls", "budget"), 1.0e+5), (("studies", "toy_cls", "extended_budget"), 3.0e+5),
+    (("studies", "toy_cls", "p"), 10.0), (("studies", "toy_cls", "train_size"), 45.0),
+    (("studies", "toy_cls", "hidden"), 200.0), (("studies", "toy_cls", "regression_dim"), 30.0),
+    (("studies", "toy_cls", "embedding_dim"), 1.0), (("studies", "toy_cls", "grokking_gap"), 1.0e+3),
+    (("studies", "toy_cls", "log_every"), 10.0), (("studies", "toy_cls", "shard_size"), 21.0),
+    (("studies", "toy_cls", "grid", "lr", "num"), 21.0), (("studies", "toy_cls", "data_seeds", 0), 42.0),
+    (("studies", "toy_cls", "model_seeds", 0), 102.0), (("studies", "mnist", "subset_size"), 1.0e+3),
+    (("studies", "mnist", "batch_seed"), 0.0), (("studies", "mnist", "batch_size"), 200.0),
+    (("studies", "mnist", "hidden"), 200.0),
+    (("figures", "fig11_embedding_trajectories", "max_step"), 2.0e+3),
+]
+
+
+def _set(config: dict, path: tuple, value) -> None:
+    """Set a nested key, creating the missing dicts (an absent key takes its schema default)."""
+    for part in path[:-1]:
+        config = config.setdefault(part, {}) if isinstance(config, dict) else config[part]
+    config[path[-1]] = value
+
+
+def _get(config: dict, path: tuple):
+    for part in path:
+        config = config[part]
+    return config
+
+
+def _key(path: tuple) -> str:
+    return ".".join(map(str, path))
+
+
+@pytest.mark.parametrize("path,value", INTEGER_KEYS, ids=[_key(p) for p, _ in INTEGER_KEYS])
+def test_whole_floats_at_integer_keys_become_integers(raw, path, value):
+    _set(raw, path, value)
+    converted = _get(validate_config(raw), path)
+    assert type(converted) is int and converted == value
+
+
+@pytest.mark.parametrize("path,value", INTEGER_KEYS, ids=[_key(p) for p, _ in INTEGER_KEYS])
+def test_fractional_values_at_integer_keys_are_refused(raw, path, value):
+    _set(raw, path, value + 0.5)
+    assert error_of(raw).startswith(f"config error at {_key(path)}: {value + 0.5} is not of type 'integer'")
+
+
+def test_exponent_without_a_dot_is_explained(raw):
+    raw["studies"]["toy_cls"]["budget"] = "1e5"  # what YAML makes of `budget: 1e5`
+    message = error_of(raw)
+    assert message.startswith("config error at studies.toy_cls.budget:") and "1.0e+5" in message
+
+
+@pytest.mark.parametrize("axis,values,message", [
+    ("lr", [1e-3, 1e-2, -0.1], "studies.toy_cls.grid.lr.values[2]: -0.1 is not a valid learning rate"),
+    ("lr", [0.0, 1e-2], "studies.toy_cls.grid.lr.values[0]: 0.0 is not a valid learning rate"),
+    ("wd", [0.0, -1.0], "studies.toy_cls.grid.wd.values[1]: -1.0 is not a valid weight decay"),
+])
+def test_negative_learning_rates_and_weight_decays_are_refused(raw, axis, values, message):
+    raw["studies"]["toy_cls"]["grid"][axis] = {"values": values}
+    assert error_of(raw).startswith(f"config error at {message}")
+
+
+@pytest.mark.parametrize("study,axis", [("toy_regr", "wd"), ("mnist", "lr")])
+def test_linear_axes_below_zero_are_refused(raw, study, axis):
+    raw["studies"][study]["grid"][axis] = {"scale": "linear", "min": -1.0, "max": 1.0, "num": 3}
+    assert error_of(raw).startswith(f"config error at studies.{study}.grid.{axis}.min: -1.0 is not a valid")
+
+
+def test_zero_weight_decay_is_fine(raw):
+    raw["studies"]["toy_cls"]["grid"]["wd"] = {"values": [0.0, 1.0]}
+    validate_config(raw)

@@ -40,25 +40,57 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"unknown key {', '.join(map(repr, extra))}{hint}"
     if error.validator == "oneOf" and "axis" in str(error.schema.get("description", "")):
         return "an axis needs either `values` or all of `scale`, `min`, `max`, `num`, not both"
+    if error.validator == "type" and _is_number_text(error.instance):
+        return (f"{error.message} (YAML reads {error.instance} as text: write a number with a dot and a "
+                f"signed exponent, e.g. 1.0e+5, or in full)")
     return error.message
+
+
+def _is_number_text(value: Any) -> bool:
+    """Text that names a number: YAML 1.1 reads ``1e5`` (no dot, no sign) as a string."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def _error_line(error: jsonschema.ValidationError) -> str:
     return f"config error at {_key_path(error)}: {_describe(error)}"
 
 
-def _with_defaults(validator_class):
-    """Extend a jsonschema validator so that validating also fills `default` values in place."""
-    validate_properties = validator_class.VALIDATORS["properties"]
+def _as_declared(subschema: dict, value: Any) -> Any:
+    """A whole float (YAML reads ``1.0e+5`` as one) at an integer key, as the int it names.
 
-    def set_defaults(validator, properties, instance, schema):
+    jsonschema's draft 7 counts 300.0 as an integer, so it passes validation and would reach
+    ``range(budget)`` as a float; fractions such as 300.5 were already refused by the schema.
+    """
+    if subschema.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _filling(validator_class):
+    """Extend a jsonschema validator so that validating also fills `default` values in place and
+    turns whole floats at integer keys (object properties and array items) into ints."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+    validate_items = validator_class.VALIDATORS["items"]
+
+    def fill_properties(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
                 if "default" in subschema and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
+                if name in instance:
+                    instance[name] = _as_declared(subschema, instance[name])
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    def fill_items(validator, items, instance, schema):
+        if isinstance(instance, list) and isinstance(items, dict):
+            instance[:] = [_as_declared(items, value) for value in instance]
+        yield from validate_items(validator, items, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": fill_properties, "items": fill_items})
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +101,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if error is not None:
         raise ConfigError(_error_line(error))
     filled = copy.deepcopy(config)
-    _with_defaults(jsonschema.Draft7Validator)(schema).validate(filled)
+    _filling(jsonschema.Draft7Validator)(schema).validate(filled)
     _check_semantics(filled)
     return filled
 
@@ -82,19 +114,7 @@ def _depth_first(error: jsonschema.ValidationError):
 def _check_semantics(config: dict[str, Any]) -> None:
     """Rules the schema cannot express."""
     for name, study in config["studies"].items():
-        if study["grid"].get("pairwise"):
-            lengths = [len(axis_values(study["grid"][axis])) for axis in ("lr", "wd")]
-            if lengths[0] != lengths[1]:
-                raise ConfigError(f"config error at studies.{name}.grid.pairwise: lr has {lengths[0]} "
-                                  f"values and wd {lengths[1]}; pairwise axes need as many of each")
-        for axis_name, axis in study["grid"].items():
-            where = f"studies.{name}.grid.{axis_name}"
-            if not isinstance(axis, dict) or "values" in axis:
-                continue
-            if axis["scale"] == "log" and (axis["min"] <= 0 or axis["max"] <= 0):
-                raise ConfigError(f"config error at {where}: a log axis needs min and max > 0")
-            if axis["min"] > axis["max"]:
-                raise ConfigError(f"config error at {where}: min is larger than max")
+        _check_grid(name, study["grid"])
         if study.get("extended_budget", study["budget"] + 1) <= study["budget"]:
             raise ConfigError(
                 f"config error at studies.{name}.extended_budget: {study['extended_budget']} is not "
@@ -110,6 +130,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"validation pairs out of {n_pairs}"
             )
     for figure, spec in config["figures"].items():
+        _check_figure_studies(figure, spec, config["studies"])
         _check_figure_keys(figure, spec)
         if spec["kind"] == "dynamics":
             if len(spec["studies"]) != 2:
@@ -118,11 +139,49 @@ def _check_semantics(config: dict[str, Any]) -> None:
             continue
         if spec["kind"] != "smooth":
             continue
-        study = config["studies"].get(spec["studies"][0])
-        if study is not None and "extended_budget" not in study:
+        if "extended_budget" not in config["studies"][spec["studies"][0]]:
             raise ConfigError(
                 f"config error at figures.{figure}: study {spec['studies'][0]} has no extended_budget"
             )
+
+
+# What every value of an axis must satisfy: AdamW with lr <= 0 does not train (or climbs the loss),
+# and a negative weight decay pushes weights away from zero.
+AXIS_RULES = {
+    "lr": ("learning rate", "> 0", lambda value: value > 0),
+    "wd": ("weight decay", ">= 0", lambda value: value >= 0),
+}
+
+
+def _check_grid(name: str, grid: dict[str, Any]) -> None:
+    """Axis ranges the schema cannot express: bounds in order, lr > 0 and wd >= 0 at every value."""
+    if grid.get("pairwise"):
+        lengths = [len(axis_values(grid[axis])) for axis in ("lr", "wd")]
+        if lengths[0] != lengths[1]:
+            raise ConfigError(f"config error at studies.{name}.grid.pairwise: lr has {lengths[0]} "
+                              f"values and wd {lengths[1]}; pairwise axes need as many of each")
+    for axis_name, (what, rule, valid) in AXIS_RULES.items():
+        axis, where = grid[axis_name], f"studies.{name}.grid.{axis_name}"
+        if "values" in axis:
+            named = [(f"{where}.values[{i}]", value) for i, value in enumerate(axis["values"])]
+        elif axis["scale"] == "log" and (axis["min"] <= 0 or axis["max"] <= 0):
+            raise ConfigError(f"config error at {where}: a log axis needs min and max > 0")
+        elif axis["min"] > axis["max"]:
+            raise ConfigError(f"config error at {where}: min is larger than max")
+        else:
+            named = [(f"{where}.min", axis["min"])]
+        for key, value in named:
+            if not valid(value):
+                raise ConfigError(f"config error at {key}: {value} is not a valid {what} (must be {rule})")
+
+
+def _check_figure_studies(figure: str, spec: dict[str, Any], studies: dict[str, Any]) -> None:
+    """A figure naming a study that does not exist (a typo) stops the run instead of vanishing
+    from `all`."""
+    for study in spec["studies"]:
+        if study not in studies:
+            raise ConfigError(f"config error at figures.{figure}.studies: unknown study {study!r} "
+                              f"(studies: {', '.join(studies)})")
 
 
 # Figure keys that only one kind of figure takes, and the kinds that draw exactly one study.
