@@ -9,6 +9,8 @@ rule aggregate_study:
         "results/{study}/cells.csv",
     log:
         "logs/aggregate_study/{study}.log",
+    params:
+        layout=get_cell_layout,
     threads: 1
     resources:
         mem_mb=1000,
@@ -16,4 +18,5 @@ rule aggregate_study:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking aggregate --metrics {input} --out {output} > {log} 2>&1"
+        "python -m grokking aggregate --metrics {input} --layout {params.layout:q} --out {output}"
+        " > {log} 2>&1"

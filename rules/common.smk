@@ -11,7 +11,7 @@ sys.path.insert(0, PACKAGE_DIR)
 shell.prefix(f"export PYTHONPATH='{PACKAGE_DIR}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")  # braces doubled twice: f-string, then Snakemake
 
 from grokking.config import ConfigError, validate_config  # noqa: E402
-from grokking.grid import study_shards, training_settings  # noqa: E402
+from grokking.grid import cell_layout, study_shards, training_settings  # noqa: E402
 
 try:
     _validated = validate_config(config)
@@ -69,6 +69,12 @@ def shard_cells(study, shard):
 def get_shard_metrics(wildcards):
     shards = sorted(SHARDS[wildcards.study]["shard"].unique())
     return expand("results/{study}/shards/{shard}.metrics.csv", study=wildcards.study, shard=shards)
+
+
+def get_cell_layout(wildcards):
+    """What decides a study's cells and shards, as JSON: aggregation checks every shard's metrics
+    against it (a truncated file must not lose cells silently)."""
+    return json.dumps(cell_layout(STUDIES[wildcards.study], ENGINE), sort_keys=True)
 
 
 def get_data_spec(wildcards):

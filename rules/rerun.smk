@@ -55,6 +55,7 @@ rule continue_shard:
 rule merge_extended:
     input:
         cells="results/{study}/cells.csv",
+        reruns="results/{study}/reruns.csv",
         continued=get_continued_metrics,
     output:
         "results/{study}/cells_extended.csv",
@@ -69,8 +70,8 @@ rule merge_extended:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking merge-extended --cells {input.cells} --continued {input.continued}"
-        " --budget {params.budget} --out {output} > {log} 2>&1"
+        "python -m grokking merge-extended --cells {input.cells} --reruns {input.reruns}"
+        " --continued {input.continued} --budget {params.budget} --out {output} > {log} 2>&1"
 
 
 # The cells whose phase differs between the base and the extended budget.

@@ -15,10 +15,10 @@ from dataclasses import asdict
 import pandas as pd
 import torch
 
-from grokking import io
+from grokking import io, shard_files
 from grokking.data import ToySplit, toy_dataset
 from grokking.engine import EngineSettings, resolve_device, train_toy_shard
-from grokking.grid import CELL_COLUMNS
+from grokking.grid import CELL_COLUMNS, shard_cell_ids
 from grokking.mnist import MnistData, prepare_mnist
 from grokking.mnist_engine import train_mnist_shard
 from grokking.phases import classify_cells
@@ -87,7 +87,8 @@ def continue_shard(args: argparse.Namespace) -> None:
     spec = json.loads(args.spec)
     reruns = pd.read_csv(args.reruns)
     cells = reruns[reruns["shard"] == args.shard].drop(columns="shard")
-    _train_and_write(args, spec, cells.reset_index(drop=True), resume=io.load_torch(args.resume))
+    resume = shard_files.load_resume_state(args.resume, list(cells["cell_id"]))
+    _train_and_write(args, spec, cells.reset_index(drop=True), resume=resume)
 
 
 def select_reruns(args: argparse.Namespace) -> None:
@@ -110,7 +111,9 @@ def merge_extended(args: argparse.Namespace) -> None:
     cells = pd.read_csv(args.cells)
     merged = cells.set_index("cell_id")
     if args.continued:
-        new = pd.concat([pd.read_csv(p) for p in args.continued]).set_index("cell_id")
+        reruns = pd.read_csv(args.reruns)
+        expected = {shard: list(group["cell_id"]) for shard, group in reruns.groupby("shard")}
+        new = shard_files.read_shards_metrics(args.continued, expected).set_index("cell_id")
         columns = new.columns.intersection(merged.columns)
         merged.loc[new.index, columns] = new[columns]
     merged["budget"] = args.budget
@@ -130,8 +133,9 @@ def phase_changes(args: argparse.Namespace) -> None:
 
 
 def aggregate(args: argparse.Namespace) -> None:
-    """Concatenate shard metrics into one table per study."""
-    cells = pd.concat([pd.read_csv(p) for p in args.metrics], ignore_index=True)
+    """Concatenate shard metrics into one table per study, each checked to hold its shard's cells."""
+    expected = shard_cell_ids(json.loads(args.layout))
+    cells = shard_files.read_shards_metrics(args.metrics, expected)
     cells = cells.sort_values(["activation", "data_seed", "model_seed", "lr", "wd"])
     io.write_csv(cells, args.out)
     log.info("%d cells, %d diverged", len(cells), int(cells["diverged"].sum()))
@@ -264,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("merge-extended", help=merge_extended.__doc__)
     p.add_argument("--cells", required=True)
     p.add_argument("--continued", nargs="*", default=[])
+    p.add_argument("--reruns", required=True, help="the continued cells and their shards (select-reruns output)")
     p.add_argument("--budget", type=int, required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=merge_extended)
@@ -320,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=summarize_claims)
 
     p = verbs.add_parser("aggregate", help=aggregate.__doc__)
-    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--metrics", nargs="+", required=True, help="files named <shard>.metrics.csv")
+    p.add_argument("--layout", required=True, help="JSON: what decides the study's cells and shards")
     p.add_argument("--out", required=True)
     p.set_defaults(func=aggregate)
 
@@ -343,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except io.DamagedFileError as error:
+        raise SystemExit(f"error: {error}") from None  # one line in the job's log, no traceback
 
 
 if __name__ == "__main__":

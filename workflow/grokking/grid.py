@@ -93,6 +93,22 @@ def study_shards(study: dict[str, Any], engine: dict[str, Any]) -> pd.DataFrame:
     return assign_shards(study_cells(study), shard_size(study, engine))
 
 
+# Study keys that decide which cells a study has (shard_size then decides which shard trains each).
+LAYOUT_KEYS = ("grid", "activations", "data_seeds", "model_seeds")
+
+
+def cell_layout(study: dict[str, Any], engine: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a study's cells and their shards, and nothing else: a reader of shard
+    files recomputes from it the cells each file must hold, and it changes only when shards retrain."""
+    return {**{key: study[key] for key in LAYOUT_KEYS}, "shard_size": shard_size(study, engine)}
+
+
+def shard_cell_ids(layout: dict[str, Any]) -> dict[str, list[str]]:
+    """Shard -> ids of the cells it trains, from a :func:`cell_layout`."""
+    shards = assign_shards(study_cells(layout), layout["shard_size"])
+    return {shard: list(group["cell_id"]) for shard, group in shards.groupby("shard")}
+
+
 # Study keys that do not change a cell's training (grid placement and plotting only).
 NOT_TRAINING_KEYS = (
     "grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations", "extended_budget",

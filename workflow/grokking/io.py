@@ -1,4 +1,7 @@
-"""Atomic file writes: a killed job never leaves a half-written file that looks finished."""
+"""Atomic file writes: a killed job never leaves a half-written file that looks finished. And the
+reading side: a file damaged anyway (a full disk, an interrupted copy, an edit) stops the job with
+one line that names it and says how to get a good one back.
+"""
 
 from __future__ import annotations
 
@@ -47,5 +50,28 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
         torch.save(obj, tmp)
 
 
+class DamagedFileError(ValueError):
+    """A pipeline file exists but cannot be trusted; the message names it and the way back."""
+
+
+# What deleting a damaged file re-runs, by the folder it lies in (results/<study>/<folder>/<shard>.*).
+REMADE_BY_FOLDER = {"shards": "shard {shard} trains again", "extended": "the continuation of shard {shard} runs again"}
+
+
+def damaged(path: str | os.PathLike, problem: str) -> DamagedFileError:
+    """The error for a damaged file: deleting it makes Snakemake re-run the job that wrote it."""
+    path = Path(path)
+    remade = REMADE_BY_FOLDER.get(path.parent.name, "the job that wrote it runs again")
+    return DamagedFileError(f"{path} is damaged: {problem}; delete it and run snakemake again, so that "
+                            f"{remade.format(shard=path.name.split('.')[0])}")
+
+
 def load_torch(path: str | os.PathLike) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """torch.load on the CPU; a truncated or overwritten file raises DamagedFileError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as error:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError, ...
+        reason = str(error).split(". ")[0]  # torch's zip errors go on for lines
+        raise damaged(path, f"{type(error).__name__}: {reason}") from error
