@@ -7,13 +7,14 @@ import pytest
 
 from grokking.claims import claims_markdown, claims_table, grokking_neighbourhood, phase_counts
 
-LETTERS = {"C": "comprehension", "G": "grokking", "M": "memorization", "X": "confusion", "D": "diverged"}
+# D: a run that diverged before fitting the training set, which the report's rule calls confusion.
+LETTERS = {"C": "comprehension", "G": "grokking", "M": "memorization", "X": "confusion", "D": "confusion"}
 
 
 def grid(rows: list[str], data_seed: int = 41, model_seed: int = 101, activation: str = "tanh") -> pd.DataFrame:
     """A phases table from strings: rows[i] is the i-th smallest lr, character j the j-th smallest wd.
 
-    C comprehension, G grokking, M memorization, X confusion, D diverged, "." no cell.
+    C comprehension, G grokking, M memorization, X confusion, D confusion that diverged, "." no cell.
     """
     records = []
     for i, line in enumerate(rows):
@@ -24,6 +25,7 @@ def grid(rows: list[str], data_seed: int = 41, model_seed: int = 101, activation
                 "cell_id": f"c{i}_{j}", "lr": 10.0 ** (i - 4), "wd": 10.0 ** (j - 3),
                 "data_seed": data_seed, "model_seed": model_seed, "activation": activation,
                 "budget": 1000, "t_train": 1.0, "t_val": 2.0, "gap": 1.0, "phase": LETTERS[letter],
+                "diverged": letter == "D",
             })
     return pd.DataFrame(records).sample(frac=1.0, random_state=0)  # row order must not matter
 
@@ -62,7 +64,7 @@ def test_phase_counts_include_absent_phases():
         "comprehension": 3, "grokking": 4, "memorization": 3, "confusion": 2, "diverged": 0
     }
     assert phase_counts(grid(FAR)) == {
-        "comprehension": 1, "grokking": 1, "memorization": 1, "confusion": 1, "diverged": 1
+        "comprehension": 1, "grokking": 1, "memorization": 1, "confusion": 2, "diverged": 1
     }
 
 
@@ -156,7 +158,7 @@ def test_markdown_carries_the_numbers():
     assert "| toy | 12 | 3 | 4 | 3 | 2 | 0 | yes | 50% | 50% | 75% | 75% |  |" in lines
     assert "| mnist_flat | 4 | 2 | 0 | 1 | 1 | 0 | no | n/a | n/a | n/a | n/a | no |" in lines
     assert "| seeds[d41,m101,tanh] | 6 | 3 | 2 | 1 | 0 | 0 | no | 100% | 50% | 100% | 50% |  |" in lines
-    assert "| seeds[d42,m101,tanh] | 5 | 1 | 1 | 1 | 1 | 1 | yes | 0% | 0% | 0% | 100% |  |" in lines
+    assert "| seeds[d42,m101,tanh] | 5 | 1 | 1 | 1 | 2 | 1 | yes | 0% | 0% | 0% | 100% |  |" in lines
     # header and separator have as many columns as the rows
     header = next(i for i, line in enumerate(lines) if line.startswith("| diagram"))
     widths = {lines[k].count("|") for k in range(header, len(lines))}

@@ -10,13 +10,14 @@ CELLS = {
     (0.001, 0.1): ["comprehension"] * 3,                          # unanimous: comprehension 3/3
     (0.001, 1.0): ["grokking", "memorization", "grokking"],       # grokking 2/3
     (0.01, 0.1): ["confusion", "memorization", "grokking"],       # three-way tie -> grokking 1/3
-    (0.01, 1.0): ["diverged", "confusion", "diverged"],           # diverged can be the majority: 2/3
+    (0.01, 1.0): ["confusion!", "confusion", "memorization!"],   # "!": the run diverged -> confusion 2/3
 }
 
 
 def seeds_table(activation: str = "relu") -> pd.DataFrame:
     rows = [
-        {"lr": lr, "wd": wd, "data_seed": 40 + s, "model_seed": 100 + s, "activation": activation, "phase": p}
+        {"lr": lr, "wd": wd, "data_seed": 40 + s, "model_seed": 100 + s, "activation": activation,
+         "phase": p.rstrip("!"), "diverged": p.endswith("!")}
         for (lr, wd), phases in CELLS.items() for s, p in enumerate(phases)
     ]
     return pd.DataFrame(rows).iloc[::-1].reset_index(drop=True)  # reversed: output must still be sorted
@@ -25,16 +26,17 @@ def seeds_table(activation: str = "relu") -> pd.DataFrame:
 def test_majority_agreement_and_counts():
     out = phase_agreement(seeds_table())
     assert list(out.columns) == ["lr", "wd", "runs", "majority_phase", "agree", "n_comprehension", "n_grokking",
-                                 "n_memorization", "n_confusion", "n_diverged"]
+                                 "n_memorization", "n_confusion", "n_diverged", "diverged"]
     assert list(zip(out["lr"], out["wd"])) == [(0.001, 0.1), (0.001, 1.0), (0.01, 0.1), (0.01, 1.0)]
     assert list(out["runs"]) == [3, 3, 3, 3]
-    assert list(out["majority_phase"]) == ["comprehension", "grokking", "grokking", "diverged"]
+    assert list(out["majority_phase"]) == ["comprehension", "grokking", "grokking", "confusion"]
     assert list(out["agree"]) == [3, 2, 1, 2]
     assert list(out["n_comprehension"]) == [3, 0, 0, 0]
     assert list(out["n_grokking"]) == [0, 2, 1, 0]
-    assert list(out["n_memorization"]) == [0, 1, 1, 0]
-    assert list(out["n_confusion"]) == [0, 0, 1, 1]
-    assert list(out["n_diverged"]) == [0, 0, 0, 2]
+    assert list(out["n_memorization"]) == [0, 1, 1, 1]
+    assert list(out["n_confusion"]) == [0, 0, 1, 2]
+    assert list(out["n_diverged"]) == [0, 0, 0, 2]  # counted in their phase as well
+    assert list(out["diverged"]) == [False, False, False, True]
 
 
 @pytest.mark.parametrize(
@@ -42,12 +44,13 @@ def test_majority_agreement_and_counts():
     [
         (["memorization", "comprehension"], "comprehension"),
         (["confusion", "memorization"], "memorization"),
-        (["diverged", "confusion"], "confusion"),
-        (["diverged", "grokking", "grokking", "diverged"], "grokking"),
+        (["confusion", "grokking"], "grokking"),
+        (["confusion", "grokking", "grokking", "confusion"], "grokking"),
     ],
 )
 def test_ties_follow_the_fixed_phase_order(phases, expected):
-    table = pd.DataFrame({"lr": 0.1, "wd": 1.0, "data_seed": range(len(phases)), "model_seed": 7, "phase": phases})
+    table = pd.DataFrame({"lr": 0.1, "wd": 1.0, "data_seed": range(len(phases)), "model_seed": 7, "phase": phases,
+                          "diverged": False})
     out = phase_agreement(table)
     assert out["majority_phase"].tolist() == [expected]
     assert out["agree"].tolist() == [len(phases) // 2]

@@ -12,10 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.patches import Patch
-
-from grokking.phases import PHASE_COLORS
-from grokking.plots import ORDER, grid_description, phase_panel, save_figure
+from grokking.plots import grid_description, phase_legend_handles, phase_panel, save_figure
 
 FACET_LABELS = {"data_seed": "data seed", "model_seed": "model seed", "activation": "activation"}
 
@@ -47,7 +44,7 @@ def facet_figure(
     n_rows, n_cols = len(row_levels), len(col_levels)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 3.3 * n_rows), squeeze=False,
                              gridspec_kw={"hspace": 0.55, "wspace": 0.35})
-    present: set[str] = set()
+    diverged = 0
     for i, row in enumerate(row_levels):
         for j, col in enumerate(col_levels):
             mask = pd.Series(True, index=phases.index)
@@ -56,12 +53,12 @@ def facet_figure(
             if cols is not None:
                 mask &= phases[cols] == col
             ax = axes[i, j]
-            present |= phase_panel(ax, phases[mask], _facet_title(rows, row, cols, col))
+            diverged += phase_panel(ax, phases[mask], _facet_title(rows, row, cols, col))
             if j:
                 ax.set_ylabel("")
             if i < n_rows - 1:
                 ax.set_xlabel("")
-    handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER if p in present]
+    handles = phase_legend_handles(diverged)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.5, 0.03 if n_rows > 1 else -0.12))
     fig.suptitle(f"{title} ({grid_description(phases)})" if title else grid_description(phases),

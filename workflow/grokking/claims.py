@@ -17,9 +17,8 @@ from typing import Iterator
 
 import pandas as pd
 
-from grokking.phases import DIVERGED, PHASES
+from grokking.phases import PHASES, check_phase_labels
 
-ORDER = (*PHASES, DIVERGED)
 COMBINATION = ("data_seed", "model_seed", "activation")
 COLUMNS = (
     "diagram", "cells", "n_comprehension", "n_grokking", "n_memorization", "n_confusion", "n_diverged",
@@ -29,15 +28,14 @@ COLUMNS = (
 
 
 def phase_counts(phases: pd.DataFrame) -> dict[str, int]:
-    """Number of cells in each phase, every phase of ``ORDER`` present (0 when absent).
+    """Number of cells in each phase (0 when absent), and under ``diverged`` the number of cells whose
+    loss became NaN/Inf (they are counted in their phase too).
 
     Unknown phase labels raise: a misspelt label would otherwise vanish from every claim silently.
     """
+    check_phase_labels(phases)
     counts = phases["phase"].value_counts()
-    unknown = sorted(set(counts.index) - set(ORDER))
-    if unknown:
-        raise ValueError(f"unknown phase labels {unknown}; expected one of {list(ORDER)}")
-    return {p: int(counts.get(p, 0)) for p in ORDER}
+    return {**{p: int(counts.get(p, 0)) for p in PHASES}, "diverged": int(phases["diverged"].sum())}
 
 
 def _grid(phases: pd.DataFrame) -> dict[tuple[int, int], str]:
@@ -138,7 +136,7 @@ def claims_table(diagrams: dict[str, pd.DataFrame], mnist: set[str]) -> pd.DataF
             rows.append({
                 "diagram": label,
                 "cells": len(phases),
-                **{f"n_{p}": counts[p] for p in ORDER},
+                **{f"n_{p}": counts[p] for p in (*PHASES, "diverged")},
                 "claim1_four_phases": all(counts[p] > 0 for p in PHASES),
                 "grokking_touch_comprehension": near["touch_comprehension"],
                 "grokking_touch_memorization": near["touch_memorization"],
@@ -147,7 +145,7 @@ def claims_table(diagrams: dict[str, pd.DataFrame], mnist: set[str]) -> pd.DataF
                 "claim3_grokking_appears": counts["grokking"] > 0 if name in mnist else pd.NA,
             })
     out = pd.DataFrame(rows, columns=list(COLUMNS))
-    out = out.astype({"diagram": str, "cells": int, **{f"n_{p}": int for p in ORDER},
+    out = out.astype({"diagram": str, "cells": int, **{f"n_{p}": int for p in (*PHASES, "diverged")},
                       "claim1_four_phases": bool, **{c: float for c in COLUMNS if c.startswith("grokking_")}})
     out["claim3_grokking_appears"] = out["claim3_grokking_appears"].astype("boolean")
     return out
@@ -178,6 +176,9 @@ def claims_markdown(table: pd.DataFrame) -> str:
         "adjacent) at the same weight decay or at the same learning rate.",
         "- **Claim 3: grokking appears on MNIST.** An MNIST diagram supports it when at least one "
         "cell is grokking.",
+        "- **diverged** counts the cells whose loss became NaN/Inf. They are classified by the T values "
+        "they reached before, as in the report (never fitted the training set: confusion; fitted it, "
+        "then diverged: memorization), and are counted in that phase as well.",
         "",
         "| diagram | cells | comprehension | grokking | memorization | confusion | diverged "
         "| claim 1 | grokking touches comprehension | touches memorization | touches either "
@@ -187,7 +188,7 @@ def claims_markdown(table: pd.DataFrame) -> str:
     for r in table.itertuples(index=False):
         cells = [
             str(r.diagram), str(int(r.cells)),
-            *(str(int(getattr(r, f"n_{p}"))) for p in ORDER),
+            *(str(int(getattr(r, f"n_{p}"))) for p in (*PHASES, "diverged")),
             _yes_no(r.claim1_four_phases),
             _percent(r.grokking_touch_comprehension), _percent(r.grokking_touch_memorization),
             _percent(r.grokking_touch_either), _percent(r.grokking_between),

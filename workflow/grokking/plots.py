@@ -1,9 +1,16 @@
-"""Phase-diagram figures: decoder learning rate (rows, log-spaced) against weight decay (columns)."""
+"""Phase-diagram figures in the report's orientation: decoder learning rate along x (log-spaced
+values, left to right), weight decay along y from the top (0, or the smallest value, at the top).
+
+Every diagram is an image of the lr x wd grid; ``DiagramGrid`` is the one place that maps a cell's
+(lr, wd) to its pixel, so all figure kinds share the orientation. Cells whose loss became NaN/Inf
+carry a white dot on top of their phase color (``mark_diverged``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 
@@ -13,12 +20,38 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap, LogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
 from grokking.io import atomic_path  # noqa: E402
-from grokking.phases import DIVERGED, PHASE_COLORS, PHASES  # noqa: E402
+from grokking.phases import PHASE_COLORS, PHASES  # noqa: E402
 
-ORDER = (*PHASES, DIVERGED)
+IMAGE = dict(origin="upper", aspect="auto", interpolation="nearest")  # row 0 (smallest wd) on top
+DIVERGED_MARK = dict(marker="o", s=14, facecolor="white", edgecolor="black", linewidths=0.6, zorder=4)
+
+
+@dataclass(frozen=True)
+class DiagramGrid:
+    """The lr x wd grid of a table: lr along x (columns), wd along y (rows, smallest on top)."""
+
+    lrs: np.ndarray
+    wds: np.ndarray
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> "DiagramGrid":
+        return cls(np.sort(table["lr"].unique()), np.sort(table["wd"].unique()))
+
+    def position(self, lr: float, wd: float) -> tuple[int, int]:
+        """(x, y) pixel of a cell: column of its lr, row of its wd."""
+        return int(np.searchsorted(self.lrs, lr)), int(np.searchsorted(self.wds, wd))
+
+    def image(self, table: pd.DataFrame, value: Callable[[tuple], float]) -> np.ndarray:
+        """[wd, lr] array of ``value(row)`` for every row of ``table`` (NaN where no cell)."""
+        out = np.full((len(self.wds), len(self.lrs)), np.nan)
+        for row in table.itertuples():
+            x, y = self.position(row.lr, row.wd)
+            out[y, x] = value(row)
+        return out
 
 
 def _tick_positions(n: int, max_ticks: int = 6) -> np.ndarray:
@@ -31,13 +64,14 @@ def _format(value: float) -> str:
     return f"{value:.2g}" if value != 0 else "0"
 
 
-def _label_axes(ax: plt.Axes, lrs, wds, title: str) -> None:
+def _label_axes(ax: plt.Axes, grid: DiagramGrid, title: str) -> None:
     """Tick labels are the grid's actual lr and wd values (thinned), as in the report's figures."""
-    xt, yt = _tick_positions(len(wds)), _tick_positions(len(lrs))
-    ax.set_xticks(xt, [_format(wds[i]) for i in xt])
-    ax.set_yticks(yt, [_format(lrs[i]) for i in yt])
-    ax.set_xlabel("weight decay (decoder)")
-    ax.set_ylabel("learning rate (decoder)")
+    xt, yt = _tick_positions(len(grid.lrs)), _tick_positions(len(grid.wds))
+    ax.set_xticks(xt, [_format(grid.lrs[i]) for i in xt])
+    ax.set_yticks(yt, [_format(grid.wds[i]) for i in yt])
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
+    ax.set_xlabel("learning rate (decoder)")
+    ax.set_ylabel("weight decay")
     ax.set_title(title)
 
 
@@ -47,16 +81,33 @@ def grid_description(phases: pd.DataFrame) -> str:
             f"{int(phases['budget'].max()):,} steps")
 
 
-def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> set[str]:
-    """Draw one discrete phase diagram; return the phases present."""
-    grid = phases.pivot_table(index="lr", columns="wd", values="phase", aggfunc="first")
-    codes = grid.apply(lambda col: col.map({p: i for i, p in enumerate(ORDER)})).to_numpy(float)
-    cmap = ListedColormap([PHASE_COLORS[p] for p in ORDER])
-    ax.imshow(codes, origin="lower", cmap=cmap, vmin=-0.5, vmax=len(ORDER) - 0.5, aspect="auto",
-              interpolation="nearest")
-    lrs, wds = grid.index.to_numpy(), grid.columns.to_numpy()
-    _label_axes(ax, lrs, wds, title)
-    return set(phases["phase"])
+def mark_diverged(ax: plt.Axes, phases: pd.DataFrame, grid: DiagramGrid) -> int:
+    """A white dot on every cell whose loss became NaN/Inf; returns how many there are."""
+    diverged = phases[phases["diverged"].astype(bool)]
+    if len(diverged):
+        xy = np.array([grid.position(lr, wd) for lr, wd in zip(diverged["lr"], diverged["wd"])])
+        ax.scatter(xy[:, 0], xy[:, 1], **DIVERGED_MARK)
+    return len(diverged)
+
+
+def phase_legend_handles(diverged: int = 0, what: str = "cells") -> list:
+    """The four phases, and the divergence mark with its count when a panel shows one."""
+    handles: list = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in PHASES]
+    if diverged:
+        handles.append(Line2D([], [], ls="", marker=DIVERGED_MARK["marker"], markersize=5,
+                              markerfacecolor="white", markeredgecolor="black",
+                              label=f"diverged: NaN/Inf loss ({diverged} {what})"))
+    return handles
+
+
+def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> int:
+    """Draw one discrete phase diagram; return the number of diverged cells marked on it."""
+    grid = DiagramGrid.of(phases)
+    codes = grid.image(phases, lambda r: PHASES.index(r.phase))
+    cmap = ListedColormap([PHASE_COLORS[p] for p in PHASES])
+    ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5, **IMAGE)
+    _label_axes(ax, grid, title)
+    return mark_diverged(ax, phases, grid)
 
 
 def save_figure(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:
@@ -72,14 +123,13 @@ def phase_diagrams(
     suptitle: str = "",
 ) -> None:
     """Discrete phase diagrams side by side with one shared legend."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.9), squeeze=False)
-    present: set[str] = set()
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 4.1), squeeze=False)
+    diverged = 0
     for ax, table, title in zip(axes[0], tables, titles):
-        present |= phase_panel(ax, table, f"{title}\n{grid_description(table)}")
-    handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
-               if p in PHASES or p in present]
+        diverged += phase_panel(ax, table, f"{title}\n{grid_description(table)}")
+    handles = phase_legend_handles(diverged)
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.5, -0.06))
+               bbox_to_anchor=(0.5, -0.08))
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -87,33 +137,30 @@ def phase_diagrams(
 
 
 def smooth_panel(ax: plt.Axes, gap_bar: plt.Axes, train_bar: plt.Axes, phases: pd.DataFrame, gap: int,
-                 title: str) -> None:
+                 title: str) -> int:
     """The report's smooth diagram: generalizing cells colored by T_val - T_train (log scale),
-    memorizing cells by T_train, confusion (and divergence) black: never even memorized."""
-    lrs = np.sort(phases["lr"].unique())
-    wds = np.sort(phases["wd"].unique())
-    row = {v: i for i, v in enumerate(lrs)}
-    col = {v: i for i, v in enumerate(wds)}
-    generalizing, memorizing, never = (np.full((len(lrs), len(wds)), np.nan) for _ in range(3))
-    for r in phases.itertuples():
-        i, j = row[r.lr], col[r.wd]
-        if r.phase in ("comprehension", "grokking"):
-            generalizing[i, j] = max(float(r.t_val - r.t_train), 1.0)  # validation first: fastest
-        elif r.phase == "memorization":
-            memorizing[i, j] = float(r.t_train)
-        else:
-            never[i, j] = 1.0
-    common = dict(origin="lower", aspect="auto", interpolation="nearest")
+    memorizing cells by T_train, confusion black: never even memorized. Returns the diverged cells
+    marked on it."""
+    grid = DiagramGrid.of(phases)
+
+    def only(phase_names: tuple[str, ...], value: Callable[[tuple], float]) -> Callable[[tuple], float]:
+        return lambda r: value(r) if r.phase in phase_names else np.nan
+
+    # validation first (a negative gap) is the fastest generalization: drawn at 1 step
+    generalizing = grid.image(phases, only(("comprehension", "grokking"), lambda r: max(float(r.t_val - r.t_train), 1.0)))
+    memorizing = grid.image(phases, only(("memorization",), lambda r: float(r.t_train)))
+    never = grid.image(phases, only(("confusion",), lambda r: 1.0))
     budget = int(phases["budget"].max())
-    ax.imshow(never, cmap=ListedColormap(["black"]), **common)
-    gen = ax.imshow(generalizing, cmap="summer", norm=LogNorm(1, budget), **common)
+    ax.imshow(never, cmap=ListedColormap(["black"]), **IMAGE)
+    gen = ax.imshow(generalizing, cmap="summer", norm=LogNorm(1, budget), **IMAGE)
     # light = memorized fast, dark = slowly, black = never (confusion): T_train grows towards black
-    mem = ax.imshow(memorizing, cmap="Purples", norm=LogNorm(1, budget), **common)
+    mem = ax.imshow(memorizing, cmap="Purples", norm=LogNorm(1, budget), **IMAGE)
     bar = plt.colorbar(gen, cax=gap_bar)
     bar.set_label("generalizing: T_val - T_train (red: grokking gap)")
     gap_bar.axhline(gap, color="red", lw=2)
     plt.colorbar(mem, cax=train_bar).set_label("memorizing: T_train (black: confusion)")
-    _label_axes(ax, lrs, wds, title)
+    _label_axes(ax, grid, title)
+    return mark_diverged(ax, phases, grid)
 
 
 def _grid_position(values: np.ndarray, value: float) -> float:
@@ -128,8 +175,8 @@ def outline_range(ax: plt.Axes, phases: pd.DataFrame, lr: Sequence[float], wd: S
     Edges sit half a cell outside the first and last cell centres inside the range, interpolated on
     the log axis where a range ends between grid values.
     """
-    lrs, wds = np.sort(phases["lr"].unique()), np.sort(phases["wd"].unique())
-    (y0, y1), (x0, x1) = ([_grid_position(v, r) for r in rng] for v, rng in ((lrs, lr), (wds, wd)))
+    grid = DiagramGrid.of(phases)
+    (x0, x1), (y0, y1) = ([_grid_position(v, r) for r in rng] for v, rng in ((grid.lrs, lr), (grid.wds, wd)))
     ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor="red",
                            linewidth=2, zorder=5, clip_on=False))
 
@@ -143,21 +190,20 @@ def smooth_figure(
     ``outline`` ({"lr": [min, max], "wd": [min, max]}) draws a red rectangle on both panels.
     """
     fig, axes = plt.subplots(
-        1, 4, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05, 0.05], "wspace": 0.45}
+        1, 4, figsize=(11, 4.6), gridspec_kw={"width_ratios": [1, 1, 0.05, 0.05], "wspace": 0.45}
     )
-    present = phase_panel(axes[0], discrete, f"discrete, {grid_description(discrete)}")
+    diverged = phase_panel(axes[0], discrete, f"discrete, {grid_description(discrete)}")
     n_changed = len(changes)
-    smooth_panel(axes[1], axes[2], axes[3], extended, gap,
-                 f"smooth, {int(extended['budget'].max()):,} steps\n"
-                 f"({n_changed} cell{'s' if n_changed != 1 else ''} changed phase)")
+    diverged_smooth = smooth_panel(axes[1], axes[2], axes[3], extended, gap,
+                                   f"smooth, {int(extended['budget'].max()):,} steps\n"
+                                   f"({n_changed} cell{'s' if n_changed != 1 else ''} changed phase)")
     axes[1].set_ylabel("")  # shares the left panel's rows
     if outline is not None:
         outline_range(axes[0], discrete, outline["lr"], outline["wd"])
         outline_range(axes[1], extended, outline["lr"], outline["wd"])
-    handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
-               if p in PHASES or p in present]
+    handles = phase_legend_handles(max(diverged, diverged_smooth))
     fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.05, -0.08))
+               bbox_to_anchor=(0.05, -0.1))
     if title:
         fig.suptitle(title, y=1.06)
     save_figure(fig, pdf, png)
@@ -192,16 +238,17 @@ def dynamics_figure(
     ax.set_title("accuracy (dotted: threshold)")
     ax.legend(fontsize=7, loc="lower right")
 
-    lrs, wds = np.sort(t_map["lr"].unique()), np.sort(t_map["wd"].unique())
-    grid = t_map.pivot_table(index="lr", columns="wd", values="t_train", aggfunc="first")
-    values = grid.reindex(index=lrs, columns=wds).to_numpy(float)  # NaN: never reached
+    grid = DiagramGrid.of(t_map)
+    values = grid.image(t_map, lambda r: float(r.t_train))  # NaN: never reached
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("black")
     budget = int(t_map["budget"].max())
-    image = axes[1].imshow(np.ma.masked_invalid(values), origin="lower", aspect="auto", interpolation="nearest",
-                           cmap=cmap, norm=LogNorm(max(1.0, np.nanmin(values) if np.isfinite(values).any() else 1.0),
-                                                   budget))
-    _label_axes(axes[1], lrs, wds, f"T_train, {budget:,} steps (black: never)")
+    lowest = np.nanmin(values) if np.isfinite(values).any() else 1.0
+    image = axes[1].imshow(np.ma.masked_invalid(values), cmap=cmap, norm=LogNorm(max(1.0, lowest), budget),
+                           **IMAGE)
+    _label_axes(axes[1], grid, f"T_train, {budget:,} steps (black: never)")
+    if mark_diverged(axes[1], t_map, grid):
+        axes[1].set_title(f"{axes[1].get_title()}\nwhite dots: diverged", fontsize="medium")
     plt.colorbar(image, cax=axes[2]).set_label("T_train (steps)")
     if title:
         fig.suptitle(title, y=1.02)

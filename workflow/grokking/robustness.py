@@ -15,8 +15,8 @@ import pandas as pd
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch, Rectangle
 
-from grokking.phases import DIVERGED, PHASE_COLORS
-from grokking.plots import ORDER, _label_axes, save_figure
+from grokking.phases import PHASE_COLORS, PHASES, check_phase_labels
+from grokking.plots import IMAGE, DiagramGrid, _label_axes, mark_diverged, phase_legend_handles, save_figure
 
 SEEDS = ("data_seed", "model_seed")
 # Hatches for the majority panel: none when unanimous, light when a strict majority agrees, dense when
@@ -29,33 +29,35 @@ def phase_agreement(phases: pd.DataFrame) -> pd.DataFrame:
     """Per (lr, wd): runs, majority phase, how many runs agree with it, and the count of each phase.
 
     Columns: lr, wd, runs, majority_phase, agree, n_comprehension, n_grokking, n_memorization,
-    n_confusion, n_diverged; sorted by lr then wd. The majority phase is the most frequent one; ties go
-    to the phase first in the fixed order comprehension, grokking, memorization, confusion, diverged.
+    n_confusion, n_diverged (runs whose loss became NaN/Inf, also counted in their phase), diverged (any
+    did); sorted by lr then wd. The majority phase is the most frequent one; ties go to the phase first
+    in the fixed order comprehension, grokking, memorization, confusion.
     Rows are grouped by lr and wd only: the caller keeps one activation. Two rows for the same seed
     pair in one cell raise, since they mean the table still mixes activations (or budgets).
     """
-    unknown = sorted(set(phases["phase"]) - set(ORDER))
-    if unknown:
-        raise ValueError(f"unknown phase labels {unknown}; expected one of {list(ORDER)}")
+    check_phase_labels(phases)
     seeds = [c for c in SEEDS if c in phases.columns]
     if seeds and phases.duplicated(["lr", "wd", *seeds]).any():
         raise ValueError("a seed pair appears twice in one (lr, wd) cell: filter one activation first")
     counts = (
         pd.crosstab([phases["lr"], phases["wd"]], phases["phase"])
-        .reindex(columns=list(ORDER), fill_value=0)
+        .reindex(columns=list(PHASES), fill_value=0)
         .sort_index()
     )
     values = counts.to_numpy()
-    best = values.argmax(axis=1)  # first maximum in ORDER: the documented tie-break
+    best = values.argmax(axis=1)  # first maximum in PHASES: the documented tie-break
     out = pd.DataFrame({
         "lr": counts.index.get_level_values("lr").to_numpy(),
         "wd": counts.index.get_level_values("wd").to_numpy(),
         "runs": values.sum(axis=1).astype(int),
-        "majority_phase": [ORDER[k] for k in best],
+        "majority_phase": [PHASES[k] for k in best],
         "agree": values[np.arange(len(values)), best].astype(int),
     })
-    for k, p in enumerate(ORDER):
+    for k, p in enumerate(PHASES):
         out[f"n_{p}"] = values[:, k].astype(int)
+    diverged = phases.groupby(["lr", "wd"])["diverged"].sum().reindex(counts.index)
+    out["n_diverged"] = diverged.to_numpy().astype(int)
+    out["diverged"] = out["n_diverged"] > 0
     if "budget" in phases:
         out["budget"] = int(phases["budget"].max())  # the figure states what it was computed with
     return out
@@ -67,50 +69,47 @@ def _text_color(rgb) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
-def _robustness_row(fig: plt.Figure, axes, agreement: pd.DataFrame, label: str) -> None:
-    """One study: majority phase (hatched where seeds disagree) beside the agreement share."""
-    lrs, wds = np.sort(agreement["lr"].unique()), np.sort(agreement["wd"].unique())
-    row = {v: i for i, v in enumerate(lrs)}
-    col = {v: j for j, v in enumerate(wds)}
-    codes = np.full((len(lrs), len(wds)), np.nan)
-    share = np.full((len(lrs), len(wds)), np.nan)
-    for r in agreement.itertuples():
-        codes[row[r.lr], col[r.wd]] = ORDER.index(r.majority_phase)
-        share[row[r.lr], col[r.wd]] = r.agree / r.runs
-
-    common = dict(origin="lower", aspect="auto", interpolation="nearest")
-    axes[0].imshow(codes, cmap=ListedColormap([PHASE_COLORS[p] for p in ORDER]), vmin=-0.5,
-                   vmax=len(ORDER) - 0.5, **common)
+def _robustness_row(fig: plt.Figure, axes, agreement: pd.DataFrame, label: str) -> int:
+    """One study: majority phase (hatched where seeds disagree) beside the agreement share; returns
+    the cells where some seed pair diverged (marked with a dot)."""
+    grid = DiagramGrid.of(agreement)
+    codes = grid.image(agreement, lambda r: PHASES.index(r.majority_phase))
+    share = grid.image(agreement, lambda r: r.agree / r.runs)
+    axes[0].imshow(codes, cmap=ListedColormap([PHASE_COLORS[p] for p in PHASES]), vmin=-0.5,
+                   vmax=len(PHASES) - 0.5, **IMAGE)
     for r in agreement.itertuples():
         hatch = None if r.agree == r.runs else (_HATCH_MAJORITY if 2 * r.agree > r.runs else _HATCH_PLURALITY)
         if hatch:
-            axes[0].add_patch(Rectangle((col[r.wd] - 0.5, row[r.lr] - 0.5), 1, 1, fill=False, hatch=hatch,
+            x, y = grid.position(r.lr, r.wd)
+            axes[0].add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, hatch=hatch,
                                         edgecolor=_HATCH_COLOR, linewidth=0))
     prefix = f"{label}: " if label else ""
-    _label_axes(axes[0], lrs, wds, f"{prefix}majority phase across seeds")
+    _label_axes(axes[0], grid, f"{prefix}majority phase across seeds")
+    diverged = mark_diverged(axes[0], agreement, grid)
 
     # a blue scale: no confusion with the phase colors (yellow-green, gold) of the left panel
     cmap = plt.get_cmap("Blues")
-    image = axes[1].imshow(share, cmap=cmap, vmin=0, vmax=1, **common)
-    _label_axes(axes[1], lrs, wds, f"{prefix}runs agreeing with it")
+    image = axes[1].imshow(share, cmap=cmap, vmin=0, vmax=1, **IMAGE)
+    _label_axes(axes[1], grid, f"{prefix}runs agreeing with it")
     axes[1].set_ylabel("")  # same rows as the left panel
     for ax in axes:
         # thin white cell borders so neighbouring hatched cells stay distinct
-        ax.set_xticks(np.arange(len(wds) + 1) - 0.5, minor=True)
-        ax.set_yticks(np.arange(len(lrs) + 1) - 0.5, minor=True)
+        ax.set_xticks(np.arange(len(grid.lrs) + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(len(grid.wds) + 1) - 0.5, minor=True)
         ax.grid(which="minor", color="white", linewidth=0.6)
         ax.tick_params(which="minor", length=0)
-        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
-    if max(len(lrs), len(wds)) <= 21:
+    if max(len(grid.lrs), len(grid.wds)) <= 21:
         # font from the cell width: the "k/n" label (about 3 characters) must fit in one cell
         fig.canvas.draw()
-        width_pt = axes[1].get_window_extent().width / fig.dpi * 72 / len(wds)
+        width_pt = axes[1].get_window_extent().width / fig.dpi * 72 / len(grid.lrs)
         size = float(np.clip(width_pt / 2.6, 3.5, 9))
         for r in agreement.itertuples():
-            axes[1].text(col[r.wd], row[r.lr], f"{r.agree}/{r.runs}", ha="center", va="center",
+            x, y = grid.position(r.lr, r.wd)
+            axes[1].text(x, y, f"{r.agree}/{r.runs}", ha="center", va="center",
                          fontsize=size, color=_text_color(cmap(r.agree / r.runs)))
     cax = axes[1].inset_axes([1.04, 0.0, 0.05, 1.0])
     fig.colorbar(image, cax=cax).set_label("share of runs with the majority phase")
+    return diverged
 
 
 def robustness_figure(
@@ -125,12 +124,10 @@ def robustness_figure(
     """
     fig, axes = plt.subplots(len(panels), 2, figsize=(10.0, 4.4 * len(panels)), squeeze=False,
                              gridspec_kw={"wspace": 0.32, "hspace": 0.45})
-    for row_axes, (label, agreement) in zip(axes, panels):
-        _robustness_row(fig, row_axes, agreement, label)
+    diverged = sum(_robustness_row(fig, row_axes, agreement, label)
+                   for row_axes, (label, agreement) in zip(axes, panels))
     agreements = pd.concat([agreement for _, agreement in panels])
-    present = set(agreements["majority_phase"])
-    handles = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in ORDER
-               if p != DIVERGED or p in present]
+    handles = phase_legend_handles(diverged, what="cells where a seed pair diverged")
     handles += [
         Patch(facecolor="white", edgecolor=_HATCH_COLOR, label="all agree"),
         Patch(facecolor="white", edgecolor=_HATCH_COLOR, hatch=_HATCH_MAJORITY, label="> half agree"),
