@@ -31,6 +31,7 @@ from grokking.grid import study_cells
 from grokking.mnist import N_CLASSES, N_PIXELS, prepare_mnist
 from grokking.mnist_engine import train_mnist_shard
 from grokking.mnist_reference import mnist_reference_run
+from grokking.schedule import eval_steps
 from workers import gemm_rate, timed_together, worker_pool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,21 @@ def _engine_worker(job: tuple) -> float:
     warm = {**study, "budget": 5, "eval": {"every": 5, "until": 5, "every_after": 5}}
     train_mnist_shard(warm, cells, data, settings)  # compile outside the timing
     return timed_together(lambda: train_mnist_shard(study, cells, data, settings))
+
+
+EVAL_EVERY = 10  # steps between evaluations in the run that prices one evaluation
+
+
+def evaluation_overhead(engine_s: float, engine_eval_s: float, steps: int, schedule: dict,
+                        budgets: tuple[int, ...]) -> dict[int, float]:
+    """Evaluation time as a share of training time for runs of ``budgets`` steps under ``schedule``.
+
+    One evaluation costs (engine_eval_s - engine_s) / (steps / EVAL_EVERY - 1): the difference of two
+    runs of ``steps`` steps, one evaluating every EVAL_EVERY steps, the other once at the end.
+    """
+    per_eval = (engine_eval_s - engine_s) / (steps // EVAL_EVERY - 1)
+    per_step = (engine_s - per_eval) / steps
+    return {b: len(eval_steps(0, b, schedule)) * per_eval / (b * per_step) for b in budgets}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -99,6 +115,16 @@ def run(args: argparse.Namespace) -> None:
                 print(f"  {name:45s} {rate:8.1f} cell-steps/s  {1000 * workers / rate:6.2f} ms per "
                       f"cell-step on one core  {achieved:5.1f} GFLOP/s ({100 * achieved / gemm:.0f}% of GEMM)")
             print(f"  speedup {dtype}: {baseline_s / engine_s:.2f}")
+            dense = {**study, "eval": {"every": EVAL_EVERY, "until": args.steps, "every_after": EVAL_EVERY}}
+            engine_eval_s = max(pool.map(_engine_worker, [(dense, data, s, args.steps) for s in shards],
+                                         chunksize=1))
+            default = validate_config({"engine": {}, "figures": {}, "studies": {"mnist": {
+                "task": "mnist", "budget": 100_000, "grid": study["grid"]}}})["studies"]["mnist"]["eval"]
+            shares = evaluation_overhead(engine_s, engine_eval_s, args.steps, default, (2000, 10_000, 100_000))
+            print(f"  evaluation (train subset + validation set, engine) {dtype}: "
+                  f"{1000 * (engine_eval_s - engine_s) / (args.steps // EVAL_EVERY - 1) / len(shards[0]):.1f} ms "
+                  f"per cell; default schedule's cost as a share of training: "
+                  + ", ".join(f"{100 * v:.0f} % over {b:,} steps" for b, v in shares.items()))
 
 
 def main() -> None:

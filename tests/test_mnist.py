@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import random
 import shutil
 
@@ -20,9 +21,10 @@ from grokking.mnist import (
     subset_indices,
 )
 from grokking.mnist_engine import (
-    MnistShardTrainer, count_above, eval_steps, is_eval_step, mse_to_one_hot, train_mnist_shard,
+    MnistShardTrainer, count_above, mse_to_one_hot, train_mnist_shard,
 )
 from grokking.mnist_reference import mnist_reference_run
+from grokking.schedule import eval_steps, is_eval_step, normalize_schedule
 from tests.conftest import ROOT, load_config, study_with
 
 SHARED_ROOT = (ROOT / ".." / "shared" / "data").resolve()  # the original idx files (no internet here)
@@ -146,12 +148,47 @@ def test_loss_is_mse_between_logits_and_one_hot_targets():
     torch.testing.assert_close(mse_to_one_hot(out, one_hot), expected, rtol=1e-14, atol=0)
 
 
-def test_threshold_is_strictly_above_and_schedule_as_stated():
+def test_threshold_is_strictly_above_and_the_older_schedule_form_keeps_its_meaning():
     assert count_above(0.6, 1000) == 601 and count_above(0.6, 10000) == 6001
-    schedule = {"every": 100, "until": 10000, "every_after": 500}
+    schedule = normalize_schedule({"every": 100, "until": 10000, "every_after": 500})
     steps = eval_steps(0, 100000, schedule)
     assert steps[:3] == [100, 200, 300] and 10000 in steps and 10500 in steps and 10100 not in steps
     assert len(steps) == 100 + 180 and is_eval_step(150000, schedule)
+
+
+def test_default_schedule_is_dense_early_and_never_coarser_than_500_late(config):
+    schedule = config["studies"]["mnist"]["eval"]
+    steps = eval_steps(0, 300_000, schedule)
+    assert steps == sorted(set(steps)) and all(is_eval_step(s, schedule) for s in steps)
+    assert len(eval_steps(0, 100_000, schedule)) == 430
+    assert max(b - a for a, b in zip(steps, steps[1:])) == 500
+    # A run that first crosses the threshold after `exact` updates is recorded at the next evaluation:
+    # below 2,000 steps that is within 5 steps or 2 % of the exact crossing step.
+    for exact in range(1, 2001):
+        recorded = next(s for s in steps if s >= exact)
+        assert recorded - exact <= max(5, 0.02 * exact), exact
+    # a continuation evaluates exactly where one uninterrupted run does
+    assert eval_steps(100_000, 150_000, schedule) == [s for s in eval_steps(0, 150_000, schedule) if s > 100_000]
+
+
+@pytest.mark.parametrize("schedule,message", [
+    ({"strides": [{"every": 5, "until": 500}, {"every": 30, "until": 1000}]},
+     "strides[1].until: 1000 is not 500 plus a multiple of every (30)"),
+    ({"strides": [{"every": 5, "until": 500}], "every": 10}, "strides: give either"),
+])
+def test_a_malformed_schedule_is_named(schedule, message):
+    raw = load_config()
+    raw["studies"]["mnist"]["eval"] = schedule
+    with pytest.raises(ConfigError, match=re.escape(f"config error at studies.mnist.eval.{message}")):
+        validate_config(raw)
+
+
+def test_running_train_accuracy_needs_evaluations_at_epoch_ends():
+    raw = load_config()
+    raw["studies"]["mnist"].update(train_accuracy="running", eval={"every": 3, "until": 300, "every_after": 100},
+                                   budget=1000)
+    with pytest.raises(ConfigError, match="train_accuracy: running accuracy is read at epoch ends"):
+        validate_config(raw)
 
 
 # ----------------------------------------------------------------------------- engine
@@ -159,9 +196,13 @@ def test_threshold_is_strictly_above_and_schedule_as_stated():
 CELLS = [(1e-3, 1e-2), (1e-6, 1e-5), (0.1, 1e-9), (1.0, 1.0), (10.0, 1e-3)]
 
 
-def test_engine_matches_plain_adamw_loop_in_float64(config, data):
+COARSE = {"strides": [{"every": 25, "until": 300}], "every_after": 500}  # fewer evaluations: a faster test
+
+
+@pytest.mark.parametrize("train_accuracy", ["subset", "running"])
+def test_engine_matches_plain_adamw_loop_in_float64(config, data, train_accuracy):
     steps = 300
-    study = study_with(config, "mnist", budget=steps)
+    study = study_with(config, "mnist", budget=steps, eval=COARSE, train_accuracy=train_accuracy)
     result = train_mnist_shard(study, make_cells(CELLS), data, EAGER)
     state = result.end_state
     compared = 0
@@ -184,7 +225,8 @@ def test_engine_matches_plain_adamw_loop_in_float64(config, data):
 
 
 def test_continuing_equals_one_uninterrupted_run(config, data):
-    study = study_with(config, "mnist", budget=200, dtype="float32")
+    study = study_with(config, "mnist", budget=200, dtype="float32", eval=COARSE | {"every_after": 25},
+                       train_accuracy="running")
     cells = make_cells([(1e-3, 1e-2), (0.1, 1e-9), (1.0, 1.0)])
     first = train_mnist_shard(study, cells, data, EAGER)
     state = first.end_state

@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from grokking.grid import axis_values
+from grokking.schedule import is_eval_step, normalize_schedule, strides_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -198,20 +199,26 @@ def _check_figure_keys(figure: str, spec: dict[str, Any]) -> None:
 
 
 def _check_mnist(name: str, study: dict[str, Any]) -> None:
-    """MNIST rules: the batch fits the subset, budgets lie on the evaluation schedule."""
-    from grokking.mnist_engine import is_eval_step
-
+    """MNIST rules: the batch fits the subset, the evaluation schedule is well formed (and written
+    back in its normal form), budgets lie on it, running train accuracy is read at epoch ends."""
     if study["batch_size"] > study["subset_size"]:
         raise ConfigError(f"config error at studies.{name}.batch_size: {study['batch_size']} is larger "
                           f"than subset_size {study['subset_size']}")
-    schedule = study["eval"]
-    if schedule["until"] % schedule["every"]:
-        raise ConfigError(f"config error at studies.{name}.eval.until: {schedule['until']} is not a "
-                          f"multiple of every ({schedule['every']})")
+    try:
+        study["eval"] = schedule = normalize_schedule(study["eval"])
+    except ValueError as error:
+        raise ConfigError(f"config error at studies.{name}.eval.{error}") from None
+    described = ", ".join(f"every {s['every']} up to {s['until']}" for s in schedule["strides"])
     for key in ("budget", "extended_budget"):
         if key in study and not is_eval_step(study[key], schedule):
             raise ConfigError(
-                f"config error at studies.{name}.{key}: {study[key]} is not an evaluation step (every "
-                f"{schedule['every']} up to {schedule['until']}, then every {schedule['every_after']}), "
-                f"so its accuracies would never be measured"
+                f"config error at studies.{name}.{key}: {study[key]} is not an evaluation step ({described}, "
+                f"then every {schedule['every_after']}), so its accuracies would never be measured"
             )
+    steps_per_epoch = -(-study["subset_size"] // study["batch_size"])
+    if study["train_accuracy"] == "running" and any(s % steps_per_epoch for s in strides_of(schedule)):
+        raise ConfigError(
+            f"config error at studies.{name}.train_accuracy: running accuracy is read at epoch ends, but "
+            f"eval has strides {strides_of(schedule)} that are not multiples of the {steps_per_epoch} "
+            f"steps of an epoch"
+        )

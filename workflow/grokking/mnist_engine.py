@@ -12,17 +12,18 @@ bit-identical to the public code's, whose global torch RNG also feeds its evalua
 order depends on its evaluation schedule and budget); ours depends on the step only, which is what
 makes a continuation equal one uninterrupted run.
 
-Evaluation schedule (study key ``eval``; stated because T values depend on it). "Accuracy at step s"
-is the accuracy of the model after s updates, measured on the whole training subset (1000 images)
-and on the whole validation set (10,000 test images), at every step s of the schedule
-S = {every, 2 every, ..., until} u {until + every_after, until + 2 every_after, ...}; by default
-every 100 steps up to 1e4, then every 500 (about 280 evaluations in 1e5 steps, 28 step-equivalents
-each in float64: 8 % of a full run). The public code instead evaluates at about 1000 log-spaced
-epochs and takes the running accuracy of the epoch's training batches as train accuracy.
-T_train / T_val are the first steps of S at which the accuracy is strictly above ``threshold`` (0.6,
-as in the code); a run whose budget is reached without it leaves T empty. The budget (and the
-extended budget) must be steps of S, which the config check enforces, so the final accuracies are
-measured at the last step and a continuation starts on the schedule.
+Evaluation schedule (study key ``eval``, ``grokking.schedule``; stated because T values depend on
+it). "Accuracy at step s" is the accuracy of the model after s updates on the whole validation set
+(10,000 test images), at every step s of the schedule: by default every 5 steps up to 500, then
+coarser strides up to every 500 steps after 10,000 (430 evaluations in 1e5 steps), so T values
+below 2,000 steps are within 5 steps or 2 % of the exact crossing. The training accuracy is, by
+default (``train_accuracy: subset``), that of the same model on the whole training subset (1000
+images); ``running`` is the public code's definition instead, the share of correct pre-update
+predictions over the batches of the epoch ending at s (no extra forward, but it lags the model).
+T_train / T_val are the first steps of the schedule at which the accuracy is strictly above
+``threshold`` (0.6, as in the code); a run whose budget is reached without it leaves T empty. The
+budget (and the extended budget) must be steps of the schedule, which the config check enforces, so
+the final accuracies are measured at the last step and a continuation starts on the schedule.
 
 Stopping. A member stops at the evaluation step where both thresholds are reached (early stopping,
 as in the paper; ``stop_early: false`` trains on to the budget, e.g. for Fig. 6's curves). A member
@@ -51,24 +52,11 @@ from grokking.mnist import (
     N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
 )
 from grokking.optim import BatchedAdamW
+from grokking.schedule import eval_steps, is_eval_step  # noqa: F401 (is_eval_step: part of this module's API)
 
 EVAL_CHUNK = 2500  # images per evaluation forward: bounds memory at members x 2500 x hidden
 
 log = logging.getLogger(__name__)
-
-
-def is_eval_step(step: int, schedule: dict[str, int]) -> bool:
-    """Whether accuracies are measured after ``step`` updates (see the module docstring)."""
-    if step <= 0:
-        return False
-    if step <= schedule["until"]:
-        return step % schedule["every"] == 0
-    return (step - schedule["until"]) % schedule["every_after"] == 0
-
-
-def eval_steps(start: int, end: int, schedule: dict[str, int]) -> list[int]:
-    """The evaluation steps in (start, end]."""
-    return [s for s in range(start + 1, end + 1) if is_eval_step(s, schedule)]
 
 
 def mse_to_one_hot(out: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
@@ -91,12 +79,15 @@ class _Members:
     diverged_at: torch.Tensor  # [M], -1 unless the loss became NaN/Inf
     train_correct: torch.Tensor  # [M] at the last evaluation
     val_correct: torch.Tensor  # [M]
+    epoch_correct: torch.Tensor  # [M] correct pre-update predictions so far this epoch (running accuracy)
+    last_epoch_correct: torch.Tensor  # [M] the same over the last complete epoch
 
     KEYS = RESULT_KEYS
+    RUNNING = ("epoch_correct", "last_epoch_correct")  # per epoch: zero at every epoch end, never saved
 
     def select(self, keep: torch.Tensor) -> "_Members":
         return _Members(ids=self.ids.index_select(0, keep),
-                        **{k: getattr(self, k).index_select(0, keep) for k in self.KEYS})
+                        **{k: getattr(self, k).index_select(0, keep) for k in (*self.KEYS, *self.RUNNING)})
 
 
 class MnistShardTrainer:
@@ -132,6 +123,8 @@ class MnistShardTrainer:
         self.y_val = data.val_labels.to(dev)
         self.one_hot = torch.eye(N_CLASSES, dtype=self.dtype, device=dev)[self.y_train]  # [n_train, 10]
         self.n_train, self.n_val = len(self.y_train), len(self.y_val)
+        self.running = study["train_accuracy"] == "running"
+        self.steps_per_epoch = -(-self.n_train // study["batch_size"])
         self.need_train = count_above(study["threshold"], self.n_train)
         self.need_val = count_above(study["threshold"], self.n_val)
         self._build(resume)
@@ -157,7 +150,8 @@ class MnistShardTrainer:
         zero = torch.zeros(M, dtype=torch.long, device=dev)
         self.members = _Members(ids=torch.arange(M, device=dev), t_train=minus_one.clone(),
                                 t_val=minus_one.clone(), diverged_at=minus_one.clone(),
-                                train_correct=zero.clone(), val_correct=zero.clone())
+                                train_correct=zero.clone(), val_correct=zero.clone(),
+                                epoch_correct=zero.clone(), last_epoch_correct=zero.clone())
         self.start_step = 0
         if resume is not None:
             self._load_resume(resume)
@@ -206,7 +200,10 @@ class MnistShardTrainer:
     def _evaluate(self, step: int) -> None:
         """Accuracies of the model after ``step`` updates; thresholds; a history row."""
         m = self.members
-        train_correct = self._count_correct(self.x_train, self.y_train)
+        if self.running:  # the config check puts evaluation steps at epoch ends
+            train_correct = m.last_epoch_correct
+        else:
+            train_correct = self._count_correct(self.x_train, self.y_train)
         val_correct = self._count_correct(self.x_val, self.y_val)
         alive = m.diverged_at < 0
         m.train_correct = torch.where(alive, train_correct, m.train_correct)
@@ -252,8 +249,12 @@ class MnistShardTrainer:
             grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
             self.optimizer.step(dict(zip(names, grads)))
             cell_steps += M
+            if self.running:
+                m.epoch_correct += (out.detach().argmax(-1) == self.y_train.index_select(0, index)).sum(1)
+                if step % self.steps_per_epoch == 0:
+                    m.last_epoch_correct, m.epoch_correct = m.epoch_correct, torch.zeros_like(m.epoch_correct)
             # evaluate
-            evaluated = is_eval_step(step, study["eval"])
+            evaluated = step in self.history_row
             if evaluated:
                 self._evaluate(step)
             if step % PROGRESS_EVERY == 0:

@@ -1,7 +1,9 @@
 """A plain MNIST loop, one ``nn.Module`` and ``torch.optim.AdamW`` as in the report's public code.
 
 The engine's ground truth for the tests: same model, optimizer groups, loss, batch order and
-evaluation schedule, written the obvious way (one cell, no stacking, no compaction).
+evaluation schedule, written the obvious way (one cell, no stacking, no compaction). With
+``train_accuracy: running`` the train accuracy is the public code's: correct pre-update predictions
+summed over each epoch's batches, read at the evaluation step (an epoch end).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from grokking.mnist import MnistData, MnistMLP, batches, build_mnist_model, pixels
-from grokking.mnist_engine import is_eval_step
+from grokking.schedule import is_eval_step
 
 
 @dataclass
@@ -44,8 +46,11 @@ def mnist_reference_run(
     x_train, y_train = pixels(data.train_images, dtype), data.train_labels
     x_val, y_val = pixels(data.val_images, dtype), data.val_labels
     order = batches(len(y_train), study["batch_size"], study["batch_seed"])
+    running = study.get("train_accuracy", "subset") == "running"
+    steps_per_epoch = -(-len(y_train) // study["batch_size"])
     t_train = t_val = None
     train_acc = val_acc = 0.0
+    epoch_correct = last_epoch_correct = 0
     step = 0
     for step in range(1, steps + 1):
         index = next(order)
@@ -54,8 +59,12 @@ def mnist_reference_run(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        epoch_correct += int((logits.argmax(-1) == y_train[index]).sum())
+        if step % steps_per_epoch == 0:
+            last_epoch_correct, epoch_correct = epoch_correct, 0
         if is_eval_step(step, study["eval"]):
-            train_acc, val_acc = _accuracy(model, x_train, y_train), _accuracy(model, x_val, y_val)
+            train_acc = last_epoch_correct / len(y_train) if running else _accuracy(model, x_train, y_train)
+            val_acc = _accuracy(model, x_val, y_val)
             if t_train is None and train_acc > study["threshold"]:
                 t_train = step
             if t_val is None and val_acc > study["threshold"]:
