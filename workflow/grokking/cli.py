@@ -15,10 +15,10 @@ from dataclasses import asdict
 import pandas as pd
 import torch
 
-from grokking import io, shard_files
+from grokking import io, shard_files, tables
 from grokking.data import ToySplit, toy_dataset
 from grokking.engine import EngineSettings, resolve_device, train_toy_shard
-from grokking.grid import CELL_COLUMNS, shard_cell_ids
+from grokking.grid import shard_cell_ids
 from grokking.mnist import MnistData, prepare_mnist
 from grokking.mnist_engine import train_mnist_shard
 from grokking.phases import classify_cells
@@ -92,41 +92,25 @@ def continue_shard(args: argparse.Namespace) -> None:
 
 
 def select_reruns(args: argparse.Namespace) -> None:
-    """The cells to continue: not converged at the base budget (memorization, confusion).
-
-    Diverged cells are not continued (their state is NaN); converged cells keep their results,
-    since with early stopping their T values cannot change.
-    """
-    cells = pd.read_csv(args.cells)
-    phases = pd.read_csv(args.phases)[["cell_id", "phase"]]
-    table = cells.merge(phases, on="cell_id", validate="one_to_one")
-    chosen = table[table["phase"].isin(["memorization", "confusion"]) & ~table["diverged"]]
-    io.write_csv(chosen[[*CELL_COLUMNS, "shard"]], args.out)
-    log.info("%d of %d cells continue (%s)", len(chosen), len(table),
-             chosen["phase"].value_counts().to_dict())
+    """The cells to continue: not converged at the base budget (memorization, confusion)."""
+    chosen = tables.select_reruns(pd.read_csv(args.cells), pd.read_csv(args.phases))
+    io.write_csv(chosen, args.out)
+    log.info("%d cells continue", len(chosen))
 
 
 def merge_extended(args: argparse.Namespace) -> None:
     """Every cell at the extended budget: continued cells' new results, the others' old ones."""
-    cells = pd.read_csv(args.cells)
-    merged = cells.set_index("cell_id")
+    continued = None
     if args.continued:
         reruns = pd.read_csv(args.reruns)
         expected = {shard: list(group["cell_id"]) for shard, group in reruns.groupby("shard")}
-        new = shard_files.read_shards_metrics(args.continued, expected).set_index("cell_id")
-        columns = new.columns.intersection(merged.columns)
-        merged.loc[new.index, columns] = new[columns]
-    merged["budget"] = args.budget
-    io.write_csv(merged.reset_index(), args.out)
+        continued = shard_files.read_shards_metrics(args.continued, expected)
+    io.write_csv(tables.merge_extended(pd.read_csv(args.cells), continued, args.budget), args.out)
 
 
 def phase_changes(args: argparse.Namespace) -> None:
     """Cells whose phase differs between the base and the extended budget."""
-    base = pd.read_csv(args.base)
-    extended = pd.read_csv(args.extended)
-    both = base.merge(extended[["cell_id", "t_train", "t_val", "phase"]], on="cell_id",
-                      suffixes=("_base", "_extended"))
-    changed = both[both["phase_base"] != both["phase_extended"]]
+    changed = tables.phase_changes(pd.read_csv(args.base), pd.read_csv(args.extended))
     io.write_csv(changed, args.out)
     log.info("%d cells changed phase: %s", len(changed),
              (changed["phase_base"] + " -> " + changed["phase_extended"]).value_counts().to_dict())
@@ -135,8 +119,7 @@ def phase_changes(args: argparse.Namespace) -> None:
 def aggregate(args: argparse.Namespace) -> None:
     """Concatenate shard metrics into one table per study, each checked to hold its shard's cells."""
     expected = shard_cell_ids(json.loads(args.layout))
-    cells = shard_files.read_shards_metrics(args.metrics, expected)
-    cells = cells.sort_values(["activation", "data_seed", "model_seed", "lr", "wd"])
+    cells = tables.aggregate_cells([shard_files.read_shards_metrics(args.metrics, expected)])
     io.write_csv(cells, args.out)
     log.info("%d cells, %d diverged", len(cells), int(cells["diverged"].sum()))
 
