@@ -1,13 +1,15 @@
 """Bad config values each stop the workflow with one line that names the offending key."""
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from grokking.config import ConfigError, validate_config
 from grokking.grid import axis_values, study_cells, study_shards
-from tests.conftest import load_config
+from tests.conftest import ROOT, load_config
 
 
 @pytest.fixture
@@ -204,3 +206,11 @@ def test_linear_axes_below_zero_are_refused(raw, study, axis):
 def test_zero_weight_decay_is_fine(raw):
     raw["studies"]["toy_cls"]["grid"]["wd"] = {"values": [0.0, 1.0]}
     validate_config(raw)
+
+
+def test_config_validation_imports_no_torch():
+    """Snakemake validates the config at every start (and dry run): it must not pay torch's import."""
+    code = ("import sys; from grokking.config import validate_config; from tests.conftest import load_config; "
+            "load_config('demo'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
