@@ -3,8 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 CORES ?= 2
-# Jobs run `python -m grokking ...`: the venv's python must come first on PATH (as after `source .venv/bin/activate`).
-export PATH := $(abspath $(VENV))/bin:$(PATH)
+# Jobs run on the interpreter Snakemake runs on (rules/common.smk): no PATH setting needed.
 
 .PHONY: demo test reproduce benchmark lint clean
 

@@ -1,14 +1,32 @@
 # Helpers shared by the rule files. Config validation, the grid of cells and shards, input functions.
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
+
+from snakemake.settings.types import DeploymentMethod
 
 # The package lives in workflow/ (src layout). Make it importable here and in every job's shell (on
 # SLURM nodes too), whether or not it was pip-installed, and inside a conda env.
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_DIR)
-shell.prefix(f"export PYTHONPATH='{PACKAGE_DIR}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")  # braces doubled twice: f-string, then Snakemake
+
+
+def python_function():
+    """Shell code that makes `python` in every job's shell (the rules' `python -m grokking ...`) the
+    interpreter Snakemake runs on, so that .venv/bin/snakemake works without activating the venv (a
+    `python` found on PATH may lack torch). Nothing under --use-conda: there the conda env's own
+    python, first on PATH, is the right one. A shell function rather than other shell commands in
+    the rules, since Snakemake reruns the jobs of a rule whose command changes (trainings too)."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return ""
+    return f'python() {{ {shlex.quote(sys.executable)} "$@"; }}; '
+
+
+# What every job's shell runs first; braces doubled since Snakemake formats the prefix.
+JOB_SHELL_SETUP = f"export PYTHONPATH='{PACKAGE_DIR}'${{PYTHONPATH:+:$PYTHONPATH}}; {python_function()}"
+shell.prefix(JOB_SHELL_SETUP.replace("{", "{{").replace("}", "}}"))
 
 from grokking.config import ConfigError, validate_config  # noqa: E402
 from grokking.grid import cell_layout, study_shards, training_settings  # noqa: E402
@@ -139,8 +157,8 @@ def get_figure_phases(wildcards):
 
 
 def get_figure_titles(wildcards):
-    studies = config["figures"][wildcards.figure]["studies"]
-    return " ".join(f"'{study_label(s)}'" for s in studies)
+    """Panel titles, one per study (a list, quoted one by one with :q in the shell)."""
+    return [study_label(s) for s in config["figures"][wildcards.figure]["studies"]]
 
 
 def study_label(name):
@@ -149,10 +167,26 @@ def study_label(name):
     return f"{name}: {'MNIST' if study['task'] == 'mnist' else study['objective']}"
 
 
+def extended_budget(study):
+    """A study's extended budget; asking for extended-budget results of a study without one is an
+    error that says so (not a failed lookup deep inside a rule)."""
+    if "extended_budget" not in STUDIES[study]:
+        raise WorkflowError(
+            f"study {study} has no extended_budget, so its extended-budget results (continued shards, "
+            f"cells_extended, phases_extended, phase_changes) cannot be made: set "
+            f"studies.{study}.extended_budget, or ask for results/{study}/phases.csv"
+        )
+    return STUDIES[study]["extended_budget"]
+
+
+def get_extended_budget(wildcards):
+    return extended_budget(wildcards.study)
+
+
 def get_continue_spec(wildcards):
     """Training settings of a continuation: the study's, with the extended budget as its budget."""
     study = STUDIES[wildcards.study]
-    settings = training_settings(study) | {"budget": study["extended_budget"]}
+    settings = training_settings(study) | {"budget": extended_budget(wildcards.study)}
     engine = {key: ENGINE[key] for key in ("device", "compile", "check_every")}
     return json.dumps({"study": settings, "engine": engine}, sort_keys=True)
 
@@ -161,7 +195,7 @@ def get_continue_runtime(wildcards, attempt):
     """Minutes for a continuation, bounded by a whole shard running the extra steps."""
     study = STUDIES[wildcards.study]
     cells = len(shard_cells(wildcards.study, wildcards.shard))
-    steps = study["extended_budget"] - study["budget"]
+    steps = extended_budget(wildcards.study) - study["budget"]
     seconds = cells * steps / (cell_steps_per_second(study) * ENGINE["threads"])
     return attempt * (10 + math.ceil(seconds / 60))
 
@@ -170,6 +204,7 @@ def get_continued_metrics(wildcards):
     """Continuation results of the shards that hold cells to continue (known after the checkpoint)."""
     import pandas as pd
 
+    extended_budget(wildcards.study)  # before the checkpoint: a study without one stops the DAG here
     reruns = pd.read_csv(checkpoints.select_reruns.get(study=wildcards.study).output[0])
     shards = sorted(reruns["shard"].unique())
     return expand("results/{study}/extended/{shard}.metrics.csv", study=wildcards.study, shard=shards)
@@ -255,8 +290,8 @@ def get_robustness_phases(wildcards):
 
 
 def get_robustness_titles(wildcards):
-    studies = figure_spec(wildcards.robustness_figure)["studies"]
-    return " ".join(f"'{STUDIES[s]['objective']}'" for s in studies)
+    """Panel titles, one per study (a list, quoted one by one with :q in the shell)."""
+    return [STUDIES[s]["objective"] for s in figure_spec(wildcards.robustness_figure)["studies"]]
 
 
 # Figure kinds whose studies are phase diagrams (the claims summary covers them).
@@ -283,10 +318,9 @@ def get_claims_inputs(wildcards):
 
 
 def get_claims_diagrams(wildcards):
-    return " ".join(f"{name}={path}" for name, path in diagram_tables().items())
+    return [f"{name}={path}" for name, path in diagram_tables().items()]
 
 
 def get_claims_mnist(wildcards):
     """Diagram names of MNIST studies (claim 3: grokking appears on MNIST)."""
-    return " ".join(name for name in diagram_tables()
-                    if STUDIES[name.removesuffix("_extended")]["task"] == "mnist")
+    return [name for name in diagram_tables() if STUDIES[name.removesuffix("_extended")]["task"] == "mnist"]

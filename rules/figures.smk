@@ -1,4 +1,6 @@
 # Figures: every plot is a target (results/figures/<name>.pdf and .png).
+# Titles are optional (default ""): they are passed as --title={params.title:q}, since Snakemake's :q
+# leaves an empty string unquoted and `--title {params.title:q}` would lose the argument.
 
 
 # Discrete phase diagrams, one panel per study (Fig. 1: classification left, regression right).
@@ -24,8 +26,8 @@ rule plot_phase_diagram:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking plot-phases --phases {input} --titles {params.titles}"
-        " --suptitle {params.suptitle:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m grokking plot-phases --phases {input} --titles {params.titles:q}"
+        " --suptitle={params.suptitle:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 # A study's discrete diagram at its budget beside the smooth one at its extended budget (Figs. 3-5).
@@ -53,7 +55,7 @@ rule plot_smooth_diagram:
         "../envs/grokking.yaml"
     shell:
         "python -m grokking plot-smooth --discrete {input.discrete} --smooth {input.smooth}"
-        " --changes {input.changes} --gap {params.gap} --title {params.title:q} {params.outline}"
+        " --changes {input.changes} --gap {params.gap} --title={params.title:q} {params.outline}"
         " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
@@ -83,7 +85,7 @@ rule plot_dynamics:
         "../envs/grokking.yaml"
     shell:
         "python -m grokking plot-dynamics --histories {input.histories} --cells {input.cells}"
-        " --map {input.map} --threshold {params.threshold} --title {params.title:q}"
+        " --map {input.map} --threshold {params.threshold} --title={params.title:q}"
         " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
@@ -112,7 +114,7 @@ rule plot_facets:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking plot-facets --phases {input} {params.options} --title {params.title:q}"
+        "python -m grokking plot-facets --phases {input} {params.options} --title={params.title:q}"
         " --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
@@ -142,7 +144,7 @@ rule plot_trajectories:
         "../envs/grokking.yaml"
     shell:
         "python -m grokking plot-trajectories --histories {input.histories} --phases {input.phases}"
-        " {params.options} --title {params.title:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        " {params.options} --title={params.title:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
 
 
 # Each cell's majority phase over the seed pairs and how many agree (Fig. 13, beyond the report).
@@ -170,5 +172,5 @@ rule plot_robustness:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking plot-robustness --phases {input} --titles {params.titles}"
-        " --title {params.title:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"
+        "python -m grokking plot-robustness --phases {input} --titles {params.titles:q}"
+        " --title={params.title:q} --pdf {output.pdf} --png {output.png} > {log} 2>&1"

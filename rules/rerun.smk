@@ -62,7 +62,7 @@ rule merge_extended:
     log:
         "logs/merge_extended/{study}.log",
     params:
-        budget=lookup(dpath="studies/{study}/extended_budget", within=config),
+        budget=get_extended_budget,
     threads: 1
     resources:
         mem_mb=1000,

@@ -20,5 +20,5 @@ rule summarize_claims:
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking claims --diagram {params.diagrams} --mnist {params.mnist}"
+        "python -m grokking claims --diagram {params.diagrams:q} --mnist {params.mnist:q}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

@@ -4,15 +4,20 @@ says how to recover, instead of a traceback or a silently wrong table."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from grokking import cli, io
 from grokking.grid import cell_layout, study_shards
-from tests.conftest import load_config
+from tests.conftest import ROOT, load_config
+from tests.workflow_runner import copy_workflow, env_without_venv, snakemake
 
 STUDY = "toy_cls"
 
@@ -188,3 +193,67 @@ def test_state_without_the_cells_to_continue_is_named(extended_tree):
             "--metrics", "m.csv", "--history", "h.pt", "--state", "s.pt"]
     message = exit_message(cli.main, args)
     assert str(state) in message and "no saved state for" in message
+
+
+# ------------------------------------------------------------------ the workflow's requests
+SMOKE = ("--configfile", "presets/smoke.yaml")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+def plot_commands(stdout: str) -> dict[str, list[str]]:
+    """Figure output -> the arguments of its `python -m grokking plot-...` command, from `-n -p`."""
+    commands = {}
+    for line in stdout.splitlines():
+        if line.startswith("Shell command: ") and " plot-" in line:
+            words = shlex.split(line.removeprefix("Shell command: "))
+            words = words[words.index("grokking") + 1: words.index(">")]
+            commands[words[words.index("--pdf") + 1]] = words
+    return commands
+
+
+def test_every_figure_kind_runs_without_a_title(workdir):
+    """`title` is optional (default ""): every plot command must still parse, with the empty title,
+    and a title with a quote in it must arrive whole."""
+    figures = yaml.safe_load((ROOT / "config.yaml").read_text())["figures"]
+    titles = {name: {"title": ""} for name in figures}
+    titles["fig3_toy_cls_smooth"]["title"] = "Fig. 3's 'smooth'"
+    (workdir / "untitled.yaml").write_text(yaml.safe_dump({"figures": titles}))
+    dry = snakemake(workdir, "-n", "-p", *SMOKE, "untitled.yaml", check=True)
+    commands = plot_commands(dry.stdout)
+    assert len(commands) == len(figures)
+    verbs = set()
+    for pdf, words in commands.items():
+        try:
+            args = cli.build_parser().parse_args(words)
+        except SystemExit:
+            pytest.fail(f"the command of {pdf} does not parse: {shlex.join(words)}")
+        verbs.add(words[0])
+        name = Path(pdf).stem
+        title = args.suptitle if words[0] == "plot-phases" else args.title
+        assert title == titles[name]["title"], pdf
+    assert len(verbs) == 6  # every kind of figure
+    panels = cli.build_parser().parse_args(commands["results/figures/fig1_toy_phases.pdf"]).titles
+    assert panels == ["toy_cls: classification", "toy_regr: regression"]  # one argument per panel
+
+
+def test_extended_results_of_a_study_without_extended_budget_are_explained(workdir):
+    dry = snakemake(workdir, "-n", *SMOKE, "--", "results/toy_cls_seeds/phases_extended.csv")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode != 0
+    assert "study toy_cls_seeds has no extended_budget" in output, output
+    assert "Dpath" not in output
+
+
+def test_jobs_run_on_the_interpreter_snakemake_runs_on(workdir):
+    """The venv's snakemake called by its path, the venv not activated: jobs must not pick up
+    another `python` from PATH."""
+    venv_snakemake = Path(sys.executable).parent / "snakemake"
+    proc = subprocess.run([str(venv_snakemake), "--cores", "1", *SMOKE, "--", "results/toy_cls/dataset.pt"],
+                          cwd=workdir, env=env_without_venv(), capture_output=True, text=True, timeout=300)
+    log = workdir / "logs/prepare_toy_data/toy_cls.log"
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
+    assert (workdir / "results/toy_cls/dataset.pt").stat().st_size > 0

@@ -26,8 +26,18 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake_env() -> dict[str, str]:
-    # Jobs run `python -m grokking`: the interpreter running the tests must be first on PATH.
+    # As after `source .venv/bin/activate`: the interpreter running the tests first on PATH.
     return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def env_without_venv() -> dict[str, str]:
+    """As for a user who calls .venv/bin/snakemake by its path without activating the venv: the
+    interpreter's directory is not on PATH (the `python` found there, if any, lacks torch)."""
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    env = dict(os.environ, PATH=path)
+    env.pop("VIRTUAL_ENV", None)
+    return env
 
 
 def snakemake(workdir: Path, *args: str, check: bool = False, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -55,7 +55,10 @@ class DamagedFileError(ValueError):
 
 
 # What deleting a damaged file re-runs, by the folder it lies in (results/<study>/<folder>/<shard>.*).
-REMADE_BY_FOLDER = {"shards": "shard {shard} trains again", "extended": "the continuation of shard {shard} runs again"}
+REMADE_BY_FOLDER = {
+    "shards": "shard {shard} trains again",
+    "extended": "the continuation of shard {shard} runs again",
+}
 
 
 def damaged(path: str | os.PathLike, problem: str) -> DamagedFileError:
