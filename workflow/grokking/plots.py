@@ -94,9 +94,10 @@ def phase_legend_handles(diverged: int = 0, what: str = "cells") -> list:
     """The four phases, and the divergence mark with its count when a panel shows one."""
     handles: list = [Patch(facecolor=PHASE_COLORS[p], edgecolor="gray", label=p) for p in PHASES]
     if diverged:
+        noun = what if diverged > 1 else what.replace("cells", "cell", 1)
         handles.append(Line2D([], [], ls="", marker=DIVERGED_MARK["marker"], markersize=5,
                               markerfacecolor="white", markeredgecolor="black",
-                              label=f"diverged: NaN/Inf loss ({diverged} {what})"))
+                              label=f"diverged: NaN/Inf loss ({diverged} {noun})"))
     return handles
 
 
@@ -147,7 +148,8 @@ def smooth_panel(ax: plt.Axes, gap_bar: plt.Axes, train_bar: plt.Axes, phases: p
         return lambda r: value(r) if r.phase in phase_names else np.nan
 
     # validation first (a negative gap) is the fastest generalization: drawn at 1 step
-    generalizing = grid.image(phases, only(("comprehension", "grokking"), lambda r: max(float(r.t_val - r.t_train), 1.0)))
+    generalizing = grid.image(phases, only(("comprehension", "grokking"),
+                                           lambda r: max(float(r.t_val - r.t_train), 1.0)))
     memorizing = grid.image(phases, only(("memorization",), lambda r: float(r.t_train)))
     never = grid.image(phases, only(("confusion",), lambda r: 1.0))
     budget = int(phases["budget"].max())

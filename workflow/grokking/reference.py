@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from grokking.data import ToySplit
-from grokking.engine import count_needed
 from grokking.models import ToyModel, build_toy_model
 
 
@@ -47,8 +46,7 @@ def reference_run(
         ],
         betas=(0.9, 0.999), eps=1e-8,
     )
-    need_train = count_needed(study["threshold"], len(split.y_train))
-    need_val = count_needed(study["threshold"], len(split.y_val))
+    threshold = study["threshold"]  # an accuracy k / n counts as reached when >= threshold
     t_train = t_val = None
     step = 0
     for step in range(1, steps + 1):
@@ -57,14 +55,16 @@ def reference_run(
             loss = F.cross_entropy(out, split.y_train)
         else:
             loss = F.mse_loss(out, targets[split.y_train])
-        if t_train is None and _correct(out.detach(), split.y_train, targets, classification) >= need_train:
+        train_acc = _correct(out.detach(), split.y_train, targets, classification) / len(split.y_train)
+        if t_train is None and train_acc >= threshold:
             t_train = step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         with torch.no_grad():
             val_out = model(split.x_val)
-        if t_val is None and _correct(val_out, split.y_val, targets, classification) >= need_val:
+        val_acc = _correct(val_out, split.y_val, targets, classification) / len(split.y_val)
+        if t_val is None and val_acc >= threshold:
             t_val = step
         if early_stop and t_train is not None and t_val is not None:
             break
