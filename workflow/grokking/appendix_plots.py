@@ -12,7 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from grokking.plots import grid_description, phase_legend_handles, phase_panel, save_figure
+from grokking.plots import grid_description, legend_below, phase_legend_handles, phase_panel, save_figure
 
 FACET_LABELS = {"data_seed": "data seed", "model_seed": "model seed", "activation": "activation"}
 
@@ -58,9 +58,7 @@ def facet_figure(
                 ax.set_ylabel("")
             if i < n_rows - 1:
                 ax.set_xlabel("")
-    handles = phase_legend_handles(diverged)
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.5, 0.03 if n_rows > 1 else -0.12))
+    legend_below(fig, axes[-1], phase_legend_handles(diverged))
     fig.suptitle(f"{title} ({grid_description(phases)})" if title else grid_description(phases),
                  y=0.94 if n_rows > 1 else 1.06)
     save_figure(fig, pdf, png)

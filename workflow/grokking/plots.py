@@ -101,6 +101,16 @@ def phase_legend_handles(diverged: int = 0, what: str = "cells") -> list:
     return handles
 
 
+def legend_below(fig: plt.Figure, axes: Sequence[plt.Axes], handles: list, ncol: int | None = None,
+                 x: float = 0.5, **kwargs) -> None:
+    """A figure legend just under the lowest of ``axes``, rotated tick labels and axis label included
+    (fixed offsets overlap them as soon as the tick labels grow)."""
+    fig.canvas.draw()
+    bottom = min(ax.get_tightbbox().y0 for ax in axes) / fig.bbox.height
+    fig.legend(handles=handles, loc="upper center", ncol=ncol or len(handles), frameon=False,
+               bbox_to_anchor=(x, bottom), **kwargs)
+
+
 def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> int:
     """Draw one discrete phase diagram; return the number of diverged cells marked on it."""
     grid = DiagramGrid.of(phases)
@@ -128,12 +138,10 @@ def phase_diagrams(
     diverged = 0
     for ax, table, title in zip(axes[0], tables, titles):
         diverged += phase_panel(ax, table, f"{title}\n{grid_description(table)}")
-    handles = phase_legend_handles(diverged)
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.5, -0.08))
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
+    legend_below(fig, axes[0], phase_legend_handles(diverged))
     save_figure(fig, pdf, png)
 
 
@@ -203,9 +211,7 @@ def smooth_figure(
     if outline is not None:
         outline_range(axes[0], discrete, outline["lr"], outline["wd"])
         outline_range(axes[1], extended, outline["lr"], outline["wd"])
-    handles = phase_legend_handles(max(diverged, diverged_smooth))
-    fig.legend(handles=handles, loc="lower left", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.05, -0.1))
+    legend_below(fig, axes[:2], phase_legend_handles(max(diverged, diverged_smooth)), x=0.4)
     if title:
         fig.suptitle(title, y=1.06)
     save_figure(fig, pdf, png)

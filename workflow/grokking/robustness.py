@@ -16,7 +16,9 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch, Rectangle
 
 from grokking.phases import PHASE_COLORS, PHASES, check_phase_labels
-from grokking.plots import IMAGE, DiagramGrid, _label_axes, mark_diverged, phase_legend_handles, save_figure
+from grokking.plots import (
+    IMAGE, DiagramGrid, _label_axes, legend_below, mark_diverged, phase_legend_handles, save_figure,
+)
 
 SEEDS = ("data_seed", "model_seed")
 # Hatches for the majority panel: none when unanimous, light when a strict majority agrees, dense when
@@ -133,10 +135,7 @@ def robustness_figure(
         Patch(facecolor="white", edgecolor=_HATCH_COLOR, hatch=_HATCH_MAJORITY, label="> half agree"),
         Patch(facecolor="white", edgecolor=_HATCH_COLOR, hatch=_HATCH_PLURALITY, label="\u2264 half agree"),
     ]
-    fig.canvas.draw()  # the rotated tick labels' extent places the legend just below them
-    bottom = min(ax.get_tightbbox().y0 for ax in axes[-1]) / fig.bbox.height
-    fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False, bbox_to_anchor=(0.5, bottom),
-               fontsize=9)
+    legend_below(fig, axes[-1], handles, ncol=4, fontsize=9)
     runs = sorted(set(agreements["runs"]))
     n_runs = f"{runs[0]} seed pairs" if len(runs) == 1 else f"{runs[0]}\u2013{runs[-1]} seed pairs"
     budget = f", {int(agreements['budget'].max()):,} steps" if "budget" in agreements else ""
