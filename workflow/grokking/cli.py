@@ -131,6 +131,23 @@ def classify(args: argparse.Namespace) -> None:
     log.info("phases: %s", phases["phase"].value_counts().to_dict())
 
 
+def fingerprint(args: argparse.Namespace) -> None:
+    """Record the SHA-256 of every study table under a results folder, or check them against a record."""
+    from grokking.fingerprint import differences, fingerprints
+
+    now = fingerprints(args.results)
+    if args.out:
+        io.write_json(now, args.out)
+        log.info("%d tables recorded in %s", len(now), args.out)
+    if args.check:
+        problems = differences(json.loads(open(args.check).read()), now)
+        for line in problems:
+            log.error(line)
+        if problems:
+            raise SystemExit(f"error: {len(problems)} of the tables differ from {args.check}")
+        log.info("all %d tables are byte-identical to %s", len(now), args.check)
+
+
 def plot_phases(args: argparse.Namespace) -> None:
     from grokking.plots import phase_diagrams
 
@@ -312,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", required=True, help="JSON: what decides the study's cells and shards")
     p.add_argument("--out", required=True)
     p.set_defaults(func=aggregate)
+
+    p = verbs.add_parser("fingerprint", help=fingerprint.__doc__)
+    p.add_argument("results", help="the results folder (e.g. results)")
+    p.add_argument("--out", help="write the fingerprints here (JSON)")
+    p.add_argument("--check", help="compare with fingerprints recorded earlier (JSON)")
+    p.set_defaults(func=fingerprint)
 
     p = verbs.add_parser("classify", help="label every cell with its phase")
     p.add_argument("--cells", required=True)
