@@ -21,7 +21,6 @@ wildcard_constraints:
     study=STUDY_PATTERN,
     shard=SHARD_PATTERN,
     figure=FIGURE_PATTERN,
-    smooth_figure=SMOOTH_FIGURE_PATTERN,
     extended="|_extended",
 
 

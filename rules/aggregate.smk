@@ -13,8 +13,7 @@ rule aggregate_study:
         layout=get_cell_layout,
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:

@@ -13,8 +13,7 @@ rule classify_phases:
         gap=lookup(dpath="studies/{study}/grokking_gap", within=config),
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:

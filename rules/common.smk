@@ -29,6 +29,7 @@ JOB_SHELL_SETUP = f"export PYTHONPATH='{PACKAGE_DIR}'${{PYTHONPATH:+:$PYTHONPATH
 shell.prefix(JOB_SHELL_SETUP.replace("{", "{{").replace("}", "}}"))
 
 from grokking.config import ConfigError, validate_config  # noqa: E402
+from grokking.figures import KINDS as FIGURE_KINDS, figure_kind  # noqa: E402
 from grokking.grid import cell_layout, study_shards, training_settings  # noqa: E402
 
 try:
@@ -37,6 +38,10 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 config.clear()
 config.update(_validated)
+
+# Resources of the jobs that only read and write tables or draw (seconds each): one place for all.
+SMALL_JOB = {"mem_mb": 1000, "runtime": 5}  # a Python interpreter with pandas
+PLOT_JOB = {"mem_mb": 2000, "runtime": 5}  # matplotlib with a figure of up to 21x21 cells per panel
 
 STUDIES = config["studies"]
 ENGINE = config["engine"]
@@ -48,24 +53,17 @@ def figures_of_kind(kind):
     return [name for name, figure in config["figures"].items() if figure["kind"] == kind]
 
 
-PHASE_FIGURES = figures_of_kind("phases")
-SMOOTH_FIGURES = figures_of_kind("smooth")
-DYNAMICS_FIGURES = figures_of_kind("dynamics")
-FACET_FIGURES = figures_of_kind("facets")
-TRAJECTORY_FIGURES = figures_of_kind("trajectories")
-ROBUSTNESS_FIGURES = figures_of_kind("robustness")
-ALL_FIGURES = (PHASE_FIGURES + SMOOTH_FIGURES + DYNAMICS_FIGURES + FACET_FIGURES + TRAJECTORY_FIGURES
-               + ROBUSTNESS_FIGURES)
+ALL_FIGURES = list(config["figures"])
 
-# Wildcard patterns (used by the Snakefile's wildcard_constraints).
+# Wildcard patterns (used by the Snakefile's wildcard_constraints and each plotting rule's).
 STUDY_PATTERN = "|".join(STUDIES) or "no-study"
 SHARD_PATTERN = r"s\d{3}"
-FIGURE_PATTERN = "|".join(PHASE_FIGURES) or "no-figure"
-SMOOTH_FIGURE_PATTERN = "|".join(SMOOTH_FIGURES) or "no-figure"
-DYNAMICS_FIGURE_PATTERN = "|".join(DYNAMICS_FIGURES) or "no-figure"
-FACET_FIGURE_PATTERN = "|".join(FACET_FIGURES) or "no-figure"
-TRAJECTORY_FIGURE_PATTERN = "|".join(TRAJECTORY_FIGURES) or "no-figure"
-ROBUSTNESS_FIGURE_PATTERN = "|".join(ROBUSTNESS_FIGURES) or "no-figure"
+FIGURE_PATTERN = "|".join(ALL_FIGURES) or "no-figure"
+
+
+def figure_pattern(kind):
+    """The figures of one kind (the wildcard constraint of that kind's plotting job)."""
+    return "|".join(figures_of_kind(kind)) or "no-figure"
 
 
 def get_all_figures():
@@ -151,22 +149,6 @@ def get_train_runtime(wildcards, attempt):
     return attempt * (10 + math.ceil(seconds / 60))
 
 
-def get_figure_phases(wildcards):
-    studies = config["figures"][wildcards.figure]["studies"]
-    return expand("results/{study}/phases.csv", study=studies)
-
-
-def get_figure_titles(wildcards):
-    """Panel titles, one per study (a list, quoted one by one with :q in the shell)."""
-    return [study_label(s) for s in config["figures"][wildcards.figure]["studies"]]
-
-
-def study_label(name):
-    """Panel title: the study and its objective (the figure adds grid size and budget)."""
-    study = STUDIES[name]
-    return f"{name}: {'MNIST' if study['task'] == 'mnist' else study['objective']}"
-
-
 def extended_budget(study):
     """A study's extended budget; asking for extended-budget results of a study without one is an
     error that says so (not a failed lookup deep inside a rule)."""
@@ -210,50 +192,6 @@ def get_continued_metrics(wildcards):
     return expand("results/{study}/extended/{shard}.metrics.csv", study=wildcards.study, shard=shards)
 
 
-def smooth_study(wildcards):
-    return config["figures"][wildcards.smooth_figure]["studies"][0]
-
-
-def get_smooth_inputs(wildcards):
-    study = smooth_study(wildcards)
-    return {
-        "discrete": f"results/{study}/phases.csv",
-        "smooth": f"results/{study}/phases_extended.csv",
-        "changes": f"results/{study}/phase_changes.csv",
-    }
-
-
-def get_smooth_gap(wildcards):
-    return STUDIES[smooth_study(wildcards)]["grokking_gap"]
-
-
-def get_smooth_outline(wildcards):
-    """The --outline option of a smooth figure (Fig. 5's red rectangle), or nothing."""
-    outline = config["figures"][wildcards.smooth_figure].get("outline")
-    if outline is None:
-        return ""
-    return "--outline " + " ".join(repr(float(v)) for v in (*outline["lr"], *outline["wd"]))
-
-
-def dynamics_studies(wildcards):
-    return config["figures"][wildcards.dynamics_figure]["studies"]
-
-
-def get_dynamics_inputs(wildcards):
-    """Curves: the first study's shard histories; map: the second's phases at its largest budget."""
-    curves, mapped = dynamics_studies(wildcards)
-    extended = "_extended" if "extended_budget" in STUDIES[mapped] else ""
-    return {
-        "histories": get_study_histories(curves),
-        "cells": f"results/{curves}/cells.csv",
-        "map": f"results/{mapped}/phases{extended}.csv",
-    }
-
-
-def get_dynamics_threshold(wildcards):
-    return STUDIES[dynamics_studies(wildcards)[0]]["threshold"]
-
-
 def figure_spec(name):
     return config["figures"][name]
 
@@ -264,52 +202,34 @@ def get_study_histories(study):
     return expand("results/{study}/shards/{shard}.history.pt", study=study, shard=shards)
 
 
-def get_facet_phases(wildcards):
-    return f"results/{figure_spec(wildcards.facet_figure)['studies'][0]}/phases.csv"
+def figure_inputs(name):
+    """Named lists of the result files a figure reads, as its kind declares them."""
+    spec = figure_spec(name)
+    return figure_kind(spec["kind"]).inputs(spec, STUDIES, get_study_histories)
 
 
-def get_facet_options(wildcards):
-    """--rows/--cols of a facets figure, for the keys it sets."""
-    spec = figure_spec(wildcards.facet_figure)
-    return " ".join(f"--{key} {spec[key]}" for key in ("rows", "cols") if key in spec)
+def get_figure_inputs(wildcards):
+    return figure_inputs(wildcards.figure)
 
 
-def get_trajectory_inputs(wildcards):
-    study = figure_spec(wildcards.trajectory_figure)["studies"][0]
-    return {"histories": get_study_histories(study), "phases": f"results/{study}/phases.csv"}
+def get_figure_input_args(wildcards):
+    """The same files as NAME=PATH words for the plot verb (a list, quoted one by one with :q)."""
+    return [f"{name}={path}" for name, paths in figure_inputs(wildcards.figure).items() for path in paths]
 
 
-def get_trajectory_options(wildcards):
-    max_step = figure_spec(wildcards.trajectory_figure).get("max_step")
-    return "" if max_step is None else f"--max-step {max_step}"
-
-
-def get_robustness_phases(wildcards):
-    studies = figure_spec(wildcards.robustness_figure)["studies"]
-    return expand("results/{study}/phases.csv", study=studies)
-
-
-def get_robustness_titles(wildcards):
-    """Panel titles, one per study (a list, quoted one by one with :q in the shell)."""
-    return [STUDIES[s]["objective"] for s in figure_spec(wildcards.robustness_figure)["studies"]]
-
-
-# Figure kinds whose studies are phase diagrams (the claims summary covers them).
-DIAGRAM_KINDS = ("phases", "smooth", "facets", "robustness")
+def get_figure_options(wildcards):
+    """The kind's drawing options of a figure, as JSON: a change reruns that figure only."""
+    spec = figure_spec(wildcards.figure)
+    return json.dumps(figure_kind(spec["kind"]).options(spec, STUDIES), sort_keys=True)
 
 
 def diagram_tables():
-    """Diagram name -> phases table: every study drawn as a diagram, and its extended-budget table
-    where a smooth figure draws one."""
+    """Diagram name -> phases table: every study drawn as a phase diagram (and its extended-budget
+    table where a smooth figure draws one), as the figure kinds declare them."""
     tables = {}
     for name in ALL_FIGURES:
         spec = figure_spec(name)
-        if spec["kind"] not in DIAGRAM_KINDS:
-            continue
-        for study in spec["studies"]:
-            tables[study] = f"results/{study}/phases.csv"
-            if spec["kind"] == "smooth":
-                tables[f"{study}_extended"] = f"results/{study}/phases_extended.csv"
+        tables.update(figure_kind(spec["kind"]).diagrams(spec, STUDIES))
     return dict(sorted(tables.items()))
 
 
@@ -318,6 +238,7 @@ def get_claims_inputs(wildcards):
 
 
 def get_claims_diagrams(wildcards):
+    """NAME=PATH words, one per diagram (a list, quoted one by one with :q in the shell)."""
     return [f"{name}={path}" for name, path in diagram_tables().items()]
 
 

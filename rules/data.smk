@@ -11,8 +11,7 @@ rule prepare_toy_data:
         spec=get_data_spec,
     threads: 1
     resources:
-        mem_mb=1000,  # a few kilobytes of indices; the interpreter dominates
-        runtime=5,
+        **SMALL_JOB,  # a few kilobytes of indices; the interpreter dominates
     conda:
         "../envs/grokking.yaml"
     shell:

@@ -13,8 +13,7 @@ checkpoint select_reruns:
         "logs/select_reruns/{study}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:
@@ -65,8 +64,7 @@ rule merge_extended:
         budget=get_extended_budget,
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:
@@ -85,8 +83,7 @@ rule list_phase_changes:
         "logs/list_phase_changes/{study}.log",
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:

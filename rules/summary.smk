@@ -15,8 +15,7 @@ rule summarize_claims:
         mnist=get_claims_mnist,
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **SMALL_JOB,
     conda:
         "../envs/grokking.yaml"
     shell:

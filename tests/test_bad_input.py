@@ -205,10 +205,10 @@ def workdir(tmp_path_factory) -> Path:
 
 
 def plot_commands(stdout: str) -> dict[str, list[str]]:
-    """Figure output -> the arguments of its `python -m grokking plot-...` command, from `-n -p`."""
+    """Figure output -> the arguments of its `python -m grokking plot ...` command, from `-n -p`."""
     commands = {}
     for line in stdout.splitlines():
-        if line.startswith("Shell command: ") and " plot-" in line:
+        if line.startswith("Shell command: ") and " grokking plot " in line:
             words = shlex.split(line.removeprefix("Shell command: "))
             words = words[words.index("grokking") + 1: words.index(">")]
             commands[words[words.index("--pdf") + 1]] = words
@@ -225,19 +225,18 @@ def test_every_figure_kind_runs_without_a_title(workdir):
     dry = snakemake(workdir, "-n", "-p", *SMOKE, "untitled.yaml", check=True)
     commands = plot_commands(dry.stdout)
     assert len(commands) == len(figures)
-    verbs = set()
+    kinds = set()
     for pdf, words in commands.items():
         try:
             args = cli.build_parser().parse_args(words)
         except SystemExit:
             pytest.fail(f"the command of {pdf} does not parse: {shlex.join(words)}")
-        verbs.add(words[0])
-        name = Path(pdf).stem
-        title = args.suptitle if words[0] == "plot-phases" else args.title
-        assert title == titles[name]["title"], pdf
-    assert len(verbs) == 6  # every kind of figure
-    panels = cli.build_parser().parse_args(commands["results/figures/fig1_toy_phases.pdf"]).titles
-    assert panels == ["toy_cls: classification", "toy_regr: regression"]  # one argument per panel
+        kinds.add(args.kind)
+        assert json.loads(args.options)["title"] == titles[Path(pdf).stem]["title"], pdf
+    assert len(kinds) == 6  # every kind of figure
+    fig1 = cli.build_parser().parse_args(commands["results/figures/fig1_toy_phases.pdf"])
+    assert json.loads(fig1.options)["titles"] == ["toy_cls: classification", "toy_regr: regression"]
+    assert fig1.input == ["phases=results/toy_cls/phases.csv", "phases=results/toy_regr/phases.csv"]
 
 
 def test_extended_results_of_a_study_without_extended_budget_are_explained(workdir):

@@ -214,3 +214,8 @@ def test_config_validation_imports_no_torch():
             "load_config('demo'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_figure_kind_that_is_not_registered_is_named(raw):
+    raw["figures"]["fig1_toy_phases"]["kind"] = "histogram"
+    assert "figures.fig1_toy_phases.kind: unknown kind 'histogram' (kinds: phases, smooth" in error_of(raw)

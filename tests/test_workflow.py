@@ -103,14 +103,14 @@ def test_smoke_builds_extended_figures_and_reruns_only_what_changed(smoke_run):
 
     # A plotting option re-runs that figure's rule and nothing else.
     (workdir / "retitle.yaml").write_text("figures:\n  fig3_toy_cls_smooth:\n    title: renamed\n")
-    assert dry_run_jobs(workdir, "retitle.yaml") == ["plot_smooth_diagram"]
+    assert dry_run_jobs(workdir, "retitle.yaml") == ["plot_smooth"]
 
     # A longer extended budget re-runs the continuations and what follows them, never a base training.
     (workdir / "longer.yaml").write_text("studies:\n  toy_cls:\n    extended_budget: 900\n")
     jobs = dry_run_jobs(workdir, "longer.yaml")
-    assert "continue_shard" in jobs and "plot_smooth_diagram" in jobs
-    assert not {"train_shard", "prepare_toy_data", "aggregate_study", "plot_phase_diagram"} & set(jobs)
-    assert jobs.count("plot_smooth_diagram") == 1  # fig3 only: toy_regr is untouched
+    assert "continue_shard" in jobs and "plot_smooth" in jobs
+    assert not {"train_shard", "prepare_toy_data", "aggregate_study", "plot_phases"} & set(jobs)
+    assert jobs.count("plot_smooth") == 1  # fig3 only: toy_regr is untouched
 
 
 @pytest.mark.slow

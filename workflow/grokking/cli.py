@@ -26,8 +26,8 @@ from grokking.claims import claims_markdown, claims_table
 
 log = logging.getLogger("grokking")
 
-# The plotting verbs import matplotlib (plots, appendix_plots, robustness) inside the verb: a second
-# of start-up that the many training jobs of a diagram should not pay.
+# The plot verb imports matplotlib (through the figure kind's draw) inside the verb: a second of
+# start-up that the many training jobs of a diagram should not pay.
 
 
 def prepare_toy(args: argparse.Namespace) -> None:
@@ -148,54 +148,15 @@ def fingerprint(args: argparse.Namespace) -> None:
         log.info("all %d tables are byte-identical to %s", len(now), args.check)
 
 
-def plot_phases(args: argparse.Namespace) -> None:
-    from grokking.plots import phase_diagrams
+def plot(args: argparse.Namespace) -> None:
+    """Draw one figure of a registered kind from its named input files and its options."""
+    from grokking.figures import figure_kind
 
-    tables = [pd.read_csv(p) for p in args.phases]
-    phase_diagrams(tables, args.titles, args.pdf, args.png, suptitle=args.suptitle)
-
-
-def plot_smooth(args: argparse.Namespace) -> None:
-    from grokking.plots import smooth_figure
-
-    outline = None if args.outline is None else {"lr": args.outline[:2], "wd": args.outline[2:]}
-    smooth_figure(pd.read_csv(args.discrete), pd.read_csv(args.smooth), pd.read_csv(args.changes),
-                  args.gap, args.pdf, args.png, title=args.title, outline=outline)
-
-
-def plot_dynamics(args: argparse.Namespace) -> None:
-    from grokking.plots import dynamics_figure
-
-    dynamics_figure(_load_histories(args.histories), pd.read_csv(args.cells), pd.read_csv(args.map), args.threshold,
-                    args.pdf, args.png, title=args.title)
-
-
-def _load_histories(paths: list[str]) -> dict:
-    """Cell id -> history, over the history files of a study's shards."""
-    histories: dict = {}
-    for path in paths:
-        histories.update(io.load_torch(path))
-    return histories
-
-
-def plot_facets(args: argparse.Namespace) -> None:
-    from grokking.appendix_plots import facet_figure
-
-    facet_figure(pd.read_csv(args.phases), args.rows, args.cols, args.pdf, args.png, title=args.title)
-
-
-def plot_trajectories(args: argparse.Namespace) -> None:
-    from grokking.appendix_plots import trajectory_figure
-
-    trajectory_figure(_load_histories(args.histories), pd.read_csv(args.phases), args.pdf, args.png,
-                      max_step=args.max_step, title=args.title)
-
-
-def plot_robustness(args: argparse.Namespace) -> None:
-    from grokking.robustness import phase_agreement, robustness_figure
-
-    panels = [(title, phase_agreement(pd.read_csv(path))) for path, title in zip(args.phases, args.titles)]
-    robustness_figure(panels, args.pdf, args.png, title=args.title)
+    files: dict[str, list[str]] = {}
+    for item in args.input:
+        name, _, path = item.partition("=")
+        files.setdefault(name, []).append(path)
+    figure_kind(args.kind).draw(files, json.loads(args.options), args.pdf, args.png)
 
 
 def summarize_claims(args: argparse.Namespace) -> None:
@@ -209,13 +170,6 @@ def summarize_claims(args: argparse.Namespace) -> None:
     with io.atomic_path(args.markdown) as tmp:
         tmp.write_text(claims_markdown(table))
     log.info("claims of %d diagrams written", len(table))
-
-
-def _add_figure_outputs(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by the verbs that draw: the title and the two files every figure is saved as."""
-    p.add_argument("--title", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
 
 
 def _add_training_outputs(p: argparse.ArgumentParser) -> None:
@@ -279,43 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=phase_changes)
 
-    p = verbs.add_parser("plot-smooth", help="discrete diagram beside the smooth extended one")
-    p.add_argument("--discrete", required=True)
-    p.add_argument("--smooth", required=True)
-    p.add_argument("--changes", required=True)
-    p.add_argument("--gap", type=int, required=True)
-    p.add_argument("--outline", type=float, nargs=4, metavar=("LR_MIN", "LR_MAX", "WD_MIN", "WD_MAX"),
-                   help="red rectangle around this lr x wd range")
-    _add_figure_outputs(p)
-    p.set_defaults(func=plot_smooth)
-
-    p = verbs.add_parser("plot-dynamics", help="accuracy curves beside a map of T_train")
-    p.add_argument("--histories", nargs="+", required=True, help="shard histories of the curve study")
-    p.add_argument("--cells", required=True, help="cells table of the curve study (which cells to draw)")
-    p.add_argument("--map", required=True, help="phases table whose T_train is mapped")
-    p.add_argument("--threshold", type=float, required=True)
-    _add_figure_outputs(p)
-    p.set_defaults(func=plot_dynamics)
-
-    p = verbs.add_parser("plot-facets", help="phase diagrams of one study, one panel per seed or activation")
-    p.add_argument("--phases", required=True)
-    p.add_argument("--rows", default=None, help="cell column of the panel rows")
-    p.add_argument("--cols", default=None, help="cell column of the panel columns")
-    _add_figure_outputs(p)
-    p.set_defaults(func=plot_facets)
-
-    p = verbs.add_parser("plot-trajectories", help="token embeddings against steps, one panel per cell")
-    p.add_argument("--histories", nargs="+", required=True, help="shard histories of the study")
-    p.add_argument("--phases", required=True, help="phases table of the study (panel titles)")
-    p.add_argument("--max-step", type=int, default=None, help="draw the first steps only")
-    _add_figure_outputs(p)
-    p.set_defaults(func=plot_trajectories)
-
-    p = verbs.add_parser("plot-robustness", help="majority phase over seed pairs and its agreement")
-    p.add_argument("--phases", nargs="+", required=True, help="phases tables of seed studies")
-    p.add_argument("--titles", nargs="+", required=True)
-    _add_figure_outputs(p)
-    p.set_defaults(func=plot_robustness)
+    p = verbs.add_parser("plot", help=plot.__doc__)
+    p.add_argument("kind", help="a registered figure kind (grokking.figures)")
+    p.add_argument("--input", nargs="*", default=[], metavar="NAME=PATH", help="the figure's input files")
+    p.add_argument("--options", default="{}", help="JSON: the kind's drawing options (titles, gap, ...)")
+    p.add_argument("--pdf", required=True)
+    p.add_argument("--png", required=True)
+    p.set_defaults(func=plot)
 
     p = verbs.add_parser("claims", help=summarize_claims.__doc__)
     p.add_argument("--diagram", nargs="+", required=True, metavar="NAME=PHASES_CSV")
@@ -342,13 +266,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=classify)
 
-    p = verbs.add_parser("plot-phases", help="draw discrete phase diagrams side by side")
-    p.add_argument("--phases", nargs="+", required=True)
-    p.add_argument("--titles", nargs="+", required=True)
-    p.add_argument("--suptitle", default="")
-    p.add_argument("--pdf", required=True)
-    p.add_argument("--png", required=True)
-    p.set_defaults(func=plot_phases)
     return parser
 
 

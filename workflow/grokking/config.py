@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from grokking.figures import KINDS as FIGURE_KINDS
 from grokking.grid import axis_values
 from grokking.schedule import is_eval_step, normalize_schedule, strides_of
 
@@ -133,14 +134,7 @@ def _check_semantics(config: dict[str, Any]) -> None:
     for figure, spec in config["figures"].items():
         _check_figure_studies(figure, spec, config["studies"])
         _check_figure_keys(figure, spec)
-        if spec["kind"] == "dynamics":
-            if len(spec["studies"]) != 2:
-                raise ConfigError(f"config error at figures.{figure}.studies: a dynamics figure draws "
-                                  f"two studies (curves, then the T_train map)")
-            continue
-        if spec["kind"] != "smooth":
-            continue
-        if "extended_budget" not in config["studies"][spec["studies"][0]]:
+        if spec["kind"] == "smooth" and "extended_budget" not in config["studies"][spec["studies"][0]]:
             raise ConfigError(
                 f"config error at figures.{figure}: study {spec['studies'][0]} has no extended_budget"
             )
@@ -186,16 +180,19 @@ def _check_figure_studies(figure: str, spec: dict[str, Any], studies: dict[str, 
 
 
 # Figure keys that only one kind of figure takes, and the kinds that draw exactly one study.
-KIND_OF_KEY = {"outline": "smooth", "rows": "facets", "cols": "facets", "max_step": "trajectories"}
-ONE_STUDY_KINDS = ("smooth", "facets", "trajectories")
-
-
 def _check_figure_keys(figure: str, spec: dict[str, Any]) -> None:
-    for key, kind in KIND_OF_KEY.items():
+    """The kind is registered, takes the keys given, and gets as many studies as it draws."""
+    if spec["kind"] not in FIGURE_KINDS:
+        raise ConfigError(f"config error at figures.{figure}.kind: unknown kind {spec['kind']!r} "
+                          f"(kinds: {', '.join(FIGURE_KINDS)})")
+    owner = {key: kind.name for kind in FIGURE_KINDS.values() for key in kind.keys}
+    for key, kind in owner.items():
         if key in spec and spec["kind"] != kind:
             raise ConfigError(f"config error at figures.{figure}.{key}: only {kind} figures take one")
-    if spec["kind"] in ONE_STUDY_KINDS and len(spec["studies"]) != 1:
-        raise ConfigError(f"config error at figures.{figure}.studies: a {spec['kind']} figure draws one study")
+    wanted = FIGURE_KINDS[spec["kind"]].n_studies
+    if wanted is not None and len(spec["studies"]) != wanted:
+        count = "one study" if wanted == 1 else f"{wanted} studies"
+        raise ConfigError(f"config error at figures.{figure}.studies: a {spec['kind']} figure draws {count}")
 
 
 def _check_mnist(name: str, study: dict[str, Any]) -> None:

@@ -78,3 +78,11 @@ def load_torch(path: str | os.PathLike) -> Any:
     except Exception as error:  # torch raises RuntimeError, EOFError, OSError, UnpicklingError, ...
         reason = str(error).split(". ")[0]  # torch's zip errors go on for lines
         raise damaged(path, f"{type(error).__name__}: {reason}") from error
+
+
+def load_histories(paths: list[str]) -> dict:
+    """Cell id -> history, over the history files of a study's shards."""
+    histories: dict = {}
+    for path in paths:
+        histories.update(load_torch(path))
+    return histories
