@@ -31,6 +31,7 @@ shell.prefix(JOB_SHELL_SETUP.replace("{", "{{").replace("}", "}}"))
 from grokking.config import ConfigError, validate_config  # noqa: E402
 from grokking.figures import KINDS as FIGURE_KINDS, figure_kind  # noqa: E402
 from grokking.grid import cell_layout, study_shards, training_settings  # noqa: E402
+from grokking.tasks import task_of  # noqa: E402
 
 try:
     _validated = validate_config(config)
@@ -100,17 +101,10 @@ def get_data_spec(wildcards):
     return json.dumps({key: study[key] for key in keys}, sort_keys=True)
 
 
-def mnist_dataset(study):
-    """One file per (data seed, subset size): MNIST studies with the same subset share it."""
-    return f"results/data/mnist_seed{study['data_seeds'][0]}_n{study['subset_size']}.pt"
-
-
 def get_dataset(wildcards):
-    """The data file a study trains on: its own toy splits, or the shared MNIST subset."""
-    study = STUDIES[wildcards.study]
-    if study["task"] == "mnist":
-        return mnist_dataset(study)
-    return f"results/{wildcards.study}/dataset.pt"
+    """The data file a study trains on, as its task declares it (toy: its own splits; MNIST: the
+    subset all MNIST studies share)."""
+    return task_of(STUDIES[wildcards.study]).dataset(wildcards.study, STUDIES[wildcards.study])
 
 
 def get_mnist_download_flag(wildcards):

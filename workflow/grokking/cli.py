@@ -16,13 +16,13 @@ import pandas as pd
 import torch
 
 from grokking import io, shard_files, tables
-from grokking.data import ToySplit, toy_dataset
-from grokking.engine import EngineSettings, resolve_device, train_toy_shard
-from grokking.grid import shard_cell_ids
-from grokking.mnist import MnistData, prepare_mnist
-from grokking.mnist_engine import train_mnist_shard
-from grokking.phases import classify_cells
 from grokking.claims import claims_markdown, claims_table
+from grokking.data import toy_dataset
+from grokking.engine import EngineSettings, resolve_device
+from grokking.grid import shard_cell_ids
+from grokking.mnist import prepare_mnist
+from grokking.phases import classify_cells
+from grokking.tasks import task_of
 
 log = logging.getLogger("grokking")
 
@@ -61,12 +61,7 @@ def _train_and_write(args: argparse.Namespace, spec: dict, cells: pd.DataFrame, 
     log.info("training %d %s cells from step %d up to %d on %s with %d threads",
              len(cells), study["task"], start, study["budget"], settings.device, args.threads)
     started = time.perf_counter()
-    if study["task"] == "mnist":
-        data = MnistData.from_dict(io.load_torch(args.data))
-        result = train_mnist_shard(study, cells, data, settings, resume=resume)
-    else:
-        splits = {int(k): ToySplit(**v) for k, v in io.load_torch(args.data).items()}
-        result = train_toy_shard(study, cells, settings, resume=resume, splits=splits)
+    result = task_of(study).train(study, cells, args.data, settings, resume)
     seconds = time.perf_counter() - started
     cell_steps = int(result.metrics["steps_run"].sum()) - start * len(cells)
     log.info("done in %.1f s: %d cell-steps, %.0f cell-steps/s", seconds, cell_steps,

@@ -15,7 +15,7 @@ import yaml
 
 from grokking.figures import KINDS as FIGURE_KINDS
 from grokking.grid import axis_values
-from grokking.schedule import is_eval_step, normalize_schedule, strides_of
+from grokking.tasks import task_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -122,15 +122,10 @@ def _check_semantics(config: dict[str, Any]) -> None:
                 f"config error at studies.{name}.extended_budget: {study['extended_budget']} is not "
                 f"above the budget {study['budget']}"
             )
-        if study["task"] == "mnist":
-            _check_mnist(name, study)
-            continue
-        n_pairs = study["p"] * (study["p"] + 1) // 2
-        if study["train_size"] >= n_pairs:
-            raise ConfigError(
-                f"config error at studies.{name}.train_size: {study['train_size']} leaves no "
-                f"validation pairs out of {n_pairs}"
-            )
+        try:
+            task_of(study).check(study)
+        except ValueError as error:
+            raise ConfigError(f"config error at studies.{name}.{error}") from None
     for figure, spec in config["figures"].items():
         _check_figure_studies(figure, spec, config["studies"])
         _check_figure_keys(figure, spec)
@@ -193,29 +188,3 @@ def _check_figure_keys(figure: str, spec: dict[str, Any]) -> None:
     if wanted is not None and len(spec["studies"]) != wanted:
         count = "one study" if wanted == 1 else f"{wanted} studies"
         raise ConfigError(f"config error at figures.{figure}.studies: a {spec['kind']} figure draws {count}")
-
-
-def _check_mnist(name: str, study: dict[str, Any]) -> None:
-    """MNIST rules: the batch fits the subset, the evaluation schedule is well formed (and written
-    back in its normal form), budgets lie on it, running train accuracy is read at epoch ends."""
-    if study["batch_size"] > study["subset_size"]:
-        raise ConfigError(f"config error at studies.{name}.batch_size: {study['batch_size']} is larger "
-                          f"than subset_size {study['subset_size']}")
-    try:
-        study["eval"] = schedule = normalize_schedule(study["eval"])
-    except ValueError as error:
-        raise ConfigError(f"config error at studies.{name}.eval.{error}") from None
-    described = ", ".join(f"every {s['every']} up to {s['until']}" for s in schedule["strides"])
-    for key in ("budget", "extended_budget"):
-        if key in study and not is_eval_step(study[key], schedule):
-            raise ConfigError(
-                f"config error at studies.{name}.{key}: {study[key]} is not an evaluation step ({described}, "
-                f"then every {schedule['every_after']}), so its accuracies would never be measured"
-            )
-    steps_per_epoch = -(-study["subset_size"] // study["batch_size"])
-    if study["train_accuracy"] == "running" and any(s % steps_per_epoch for s in strides_of(schedule)):
-        raise ConfigError(
-            f"config error at studies.{name}.train_accuracy: running accuracy is read at epoch ends, but "
-            f"eval has strides {strides_of(schedule)} that are not multiples of the {steps_per_epoch} "
-            f"steps of an epoch"
-        )

@@ -51,8 +51,9 @@ def phases_table(study: str, extended: bool = False) -> str:
 
 def study_label(name: str, studies: Studies) -> str:
     """Panel title: the study and what it trains (the figure adds grid size and budget)."""
-    study = studies[name]
-    return f"{name}: {'MNIST' if study['task'] == 'mnist' else study['objective']}"
+    from grokking.tasks import task_of
+
+    return f"{name}: {task_of(studies[name]).label(studies[name])}"
 
 
 def _registry() -> dict[str, FigureKind]:
