@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## every figure (1-13) on small grids and short budgets (18 min on 2 cores, measured)
+demo: $(VENV)/.installed  ## every figure (1-13) on small grids and short budgets (12-19 min on 2 cores, measured)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
 test: $(VENV)/.installed  ## the whole test suite (6 to 17 minutes on 2 cores, by machine)
