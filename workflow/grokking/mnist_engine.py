@@ -37,22 +37,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 
 from grokking import ensemble
-from grokking.engine import (
-    DTYPES, PROGRESS_EVERY, RESULT_KEYS, EngineSettings, ShardResult, metrics_table, resolve_device,
-    running_state,
-)
+from grokking.engine import PROGRESS_EVERY
 from grokking.mnist import (
     N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
 )
 from grokking.optim import BatchedAdamW
 from grokking.schedule import eval_steps, is_eval_step  # noqa: F401 (is_eval_step: part of this module's API)
+from grokking.trainer import EngineSettings, ShardResult, ShardTrainer, new_members
 
 EVAL_CHUNK = 2500  # images per evaluation forward: bounds memory at members x 2500 x hidden
 
@@ -69,28 +66,7 @@ def count_above(threshold: float, n: int) -> int:
     return next(k for k in range(n + 1) if k / n > threshold)
 
 
-@dataclass
-class _Members:
-    """Per-member state that shrinks together at compaction. Index 0 is the member dimension."""
-
-    ids: torch.Tensor  # [M] position of each member in the shard's cell table
-    t_train: torch.Tensor  # [M] long, -1 until reached
-    t_val: torch.Tensor  # [M]
-    diverged_at: torch.Tensor  # [M], -1 unless the loss became NaN/Inf
-    train_correct: torch.Tensor  # [M] at the last evaluation
-    val_correct: torch.Tensor  # [M]
-    epoch_correct: torch.Tensor  # [M] correct pre-update predictions so far this epoch (running accuracy)
-    last_epoch_correct: torch.Tensor  # [M] the same over the last complete epoch
-
-    KEYS = RESULT_KEYS
-    RUNNING = ("epoch_correct", "last_epoch_correct")  # per epoch: zero at every epoch end, never saved
-
-    def select(self, keep: torch.Tensor) -> "_Members":
-        return _Members(ids=self.ids.index_select(0, keep),
-                        **{k: getattr(self, k).index_select(0, keep) for k in (*self.KEYS, *self.RUNNING)})
-
-
-class MnistShardTrainer:
+class MnistShardTrainer(ShardTrainer):
     """Everything needed to train one shard of an MNIST study; ``run`` does the training."""
 
     def __init__(
@@ -101,22 +77,14 @@ class MnistShardTrainer:
         settings: EngineSettings,
         resume: dict[str, Any] | None = None,
     ):
-        if cells.empty:
-            raise ValueError("a shard needs at least one cell")
-        activations = cells["activation"].unique()
-        if len(activations) != 1:
-            raise ValueError(f"a shard trains one architecture; got activations {list(activations)}")
+        super().__init__(study, cells, settings)
         wrong_seed = set(int(s) for s in cells["data_seed"]) - {data.data_seed}
         if wrong_seed:
             raise ValueError(f"cells want data seeds {sorted(wrong_seed)}, the dataset has {data.data_seed}")
         if not is_eval_step(study["budget"], study["eval"]):
             raise ValueError(f"budget {study['budget']} is not an evaluation step of {study['eval']}")
-        self.study = study
-        self.cells = cells.reset_index(drop=True)
-        self.settings = settings
-        self.device = dev = resolve_device(settings.device)
-        self.dtype = DTYPES[study["dtype"]]
-        self.arch = mnist_architecture(str(activations[0]))
+        dev = self.device
+        self.arch = mnist_architecture(self.activation)
         self.x_train = pixels(data.train_images, self.dtype).to(dev)  # [n_train, 784]
         self.y_train = data.train_labels.to(dev)
         self.x_val = pixels(data.val_images, self.dtype).to(dev)  # [n_val, 784]
@@ -146,17 +114,13 @@ class MnistShardTrainer:
         self.params = {n: v.requires_grad_() for n, v in params.items()}
         self.optimizer = BatchedAdamW(self.params, self.arch.groups, lr, {"encoder": decay, "decoder": decay},
                                       compile=self.settings.compile)
-        minus_one = torch.full((M,), -1, dtype=torch.long, device=dev)
+        # Running accuracy (train_accuracy: running): correct pre-update predictions so far this epoch
+        # and over the last complete one; zero at every epoch end, so never part of a saved state.
         zero = torch.zeros(M, dtype=torch.long, device=dev)
-        self.members = _Members(ids=torch.arange(M, device=dev), t_train=minus_one.clone(),
-                                t_val=minus_one.clone(), diverged_at=minus_one.clone(),
-                                train_correct=zero.clone(), val_correct=zero.clone(),
-                                epoch_correct=zero.clone(), last_epoch_correct=zero.clone())
-        self.start_step = 0
+        self.members = new_members(M, dev, epoch_correct=zero.clone(), last_epoch_correct=zero.clone())
         if resume is not None:
-            self._load_resume(resume)
-        # Host-side record of every member, filled as members leave and at the end.
-        self.final = {key: torch.full((M,), -1, dtype=torch.long) for key in (*_Members.KEYS, "steps_run")}
+            self.load_resume(resume)
+        self.start_record()
         # Preallocated history (one row per evaluation step): flat memory over long runs.
         steps = eval_steps(self.start_step, self.study["budget"], self.study["eval"])
         self.history_steps = torch.tensor(steps, dtype=torch.long)
@@ -165,25 +129,12 @@ class MnistShardTrainer:
         self.history_val = torch.zeros(len(steps), M, dtype=torch.int32, device=dev)
         self.history_taken = torch.zeros(len(steps), M, dtype=torch.bool, device=dev)
 
-    def _load_resume(self, state: dict[str, Any]) -> None:
-        """Continue members from a saved end state instead of their initialisation."""
-        position = {cid: i for i, cid in enumerate(state["cell_ids"])}
-        missing = [c for c in self.cells["cell_id"] if c not in position]
-        if missing:
-            raise ValueError(f"resume state has no saved state for cells {missing[:3]}")
+    def load_resume(self, state: dict[str, Any]) -> None:
+        """As every task's, and the batch order must be the one the saved run used."""
         if state.get("batch_seed") != self.study["batch_seed"]:
             raise ValueError(f"resume state used batch_seed {state.get('batch_seed')}, "
                              f"the study {self.study['batch_seed']}")
-        rows = torch.tensor([position[c] for c in self.cells["cell_id"]])
-        take = lambda t: t.index_select(0, rows).to(self.device)  # noqa: E731
-        with torch.no_grad():
-            for n in self.params:
-                self.params[n].copy_(take(state["params"][n]))
-                self.optimizer.exp_avg[n].copy_(take(state["exp_avg"][n]))
-                self.optimizer.exp_avg_sq[n].copy_(take(state["exp_avg_sq"][n]))
-        self.optimizer.step_count = self.start_step = int(state["step"])
-        for key in _Members.KEYS:
-            setattr(self.members, key, take(state[key]))
+        super().load_resume(state)
 
     # ----------------------------------------------------------------------------- training
     @torch.no_grad()
@@ -215,19 +166,10 @@ class MnistShardTrainer:
         self.history_val[row].index_copy_(0, m.ids, m.val_correct.to(torch.int32))
         self.history_taken[row].index_fill_(0, m.ids, True)
 
-    def _record(self, leaving: torch.Tensor, step: int) -> None:
-        """Copy the results of members ``leaving`` (positions) to the host record."""
-        m = self.members
-        ids = m.ids.index_select(0, leaving).cpu()
-        for key in _Members.KEYS:
-            self.final[key][ids] = getattr(m, key).index_select(0, leaving).cpu()
-        self.final["steps_run"][ids] = step
-
-    def _compact(self, keep: torch.Tensor) -> None:
-        self.members = self.members.select(keep)
+    def select_params(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Autograd trains these: the kept members' slices become leaves again."""
         with torch.no_grad():
-            self.params = {n: v.detach().index_select(0, keep).requires_grad_() for n, v in self.params.items()}
-        self.optimizer.select(self.params, keep)
+            return {n: v.detach().index_select(0, keep).requires_grad_() for n, v in self.params.items()}
 
     def run(self) -> ShardResult:
         study, budget = self.study, self.study["budget"]
@@ -262,23 +204,22 @@ class MnistShardTrainer:
                          cell_steps / (time.perf_counter() - started))
             # stop: converged (thresholds change only at evaluations) or diverged members leave
             if evaluated or step % self.settings.check_every == 0:
-                converged = (m.t_train >= 0) & (m.t_val >= 0) & study["stop_early"]
-                stop = converged | (m.diverged_at >= 0)
+                stop = self.stopping(study["stop_early"])
                 if step == budget:
                     break
                 if bool(stop.any()):
-                    self._record(stop.nonzero().squeeze(1), step)
-                    self._compact((~stop).nonzero().squeeze(1))
+                    self.record(stop.nonzero().squeeze(1), step)
+                    self.compact((~stop).nonzero().squeeze(1))
                     if not len(self.members.ids):
                         break
         self.end_step = step
         if len(self.members.ids):
-            self._record(torch.arange(len(self.members.ids), device=self.device), step)
+            self.record(torch.arange(len(self.members), device=self.device), step)
         return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
 
     # ----------------------------------------------------------------------------- results
     def _metrics(self) -> pd.DataFrame:
-        return metrics_table(self.cells, self.final, self.study["budget"], self.n_train, self.n_val)
+        return self.metrics(self.study["budget"])
 
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
         """Per cell: evaluation steps and the train / validation accuracy at each."""
@@ -298,7 +239,7 @@ class MnistShardTrainer:
         """Full state of the members that ran to the budget unconverged (continuations resume it)."""
         if not len(self.members.ids) or self.end_step != self.study["budget"]:
             return None
-        return running_state(self.cells, self.members, self.params, self.optimizer, self.end_step,
+        return self.end_state(self.members, self.end_step,
                              batch_seed=self.study["batch_seed"])  # the batch order is replayed from it
 
 
