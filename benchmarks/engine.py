@@ -4,7 +4,10 @@ Both train the same cells for the same number of steps with early stopping off, 
 (a) baseline: one nn.Module with torch.optim.AdamW per cell (grokking.reference, the public code's
     way), cells spread over one single-threaded process per core;
 (b) engine: the cells as stacked shards (one compiled step: forward, backward, AdamW), one
-    single-threaded process per core.
+    single-threaded process per core;
+(c) the generic path the next tasks use (grokking.stacked: torch.func over the plain nn.Module,
+    autograd, the compiled batched AdamW), same shards: the toy's fused step stays only while (b)
+    beats it.
 Prints cell-steps per second of each, the speedup, and the GFLOP/s their matrix products achieve
 against the machine's fp32 GEMM rate, measured the same way (one single-threaded 2048^3 GEMM per
 worker process, all at once). For the engine it also prints the rate inside its matrix-product
@@ -35,7 +38,10 @@ from grokking.config import validate_config
 from grokking.data import toy_split
 from grokking.engine import EngineSettings, ToyShardTrainer, train_toy_shard
 from grokking.grid import study_cells
+from grokking.models import build_toy_model
+from grokking.optim import BatchedAdamW
 from grokking.reference import reference_run
+from grokking.stacked import StackedModel, group_parameters, train_step
 from grokking.toy_step import toy_train_step
 from workers import gemm_rate, timed_together, worker_pool
 
@@ -123,6 +129,36 @@ def _engine_worker(job: tuple) -> tuple[float, float, float]:
     return seconds, matmul_us / 1e6 / (len(cells) * profiled_steps), _products_alone(study, cells)
 
 
+def _generic_worker(job: tuple) -> float:
+    """Seconds for the shard on the generic path: forward on the training rows, loss, autograd,
+    the compiled AdamW, then a forward on the validation rows (what the engine's step measures)."""
+    import torch.nn.functional as F
+
+    study, cells, steps = job
+    split = toy_split(study["p"], study["train_size"], study["regression_dim"], 42)
+    classification = study["objective"] == "classification"
+    wanted = split.y_train if classification else split.targets[split.y_train]
+    loss_fn = F.cross_entropy if classification else F.mse_loss
+
+    def train(n_steps: int) -> None:
+        modules = [build_toy_model(study, a, int(s)) for a, s in zip(cells["activation"], cells["model_seed"])]
+        model = StackedModel(modules)
+        f64 = dict(dtype=torch.float64)
+        lr = {"embedding": torch.full((len(cells),), study["embedding_lr"], **f64),
+              "decoder": torch.tensor(cells["lr"].to_numpy(), **f64)}
+        wd = {"embedding": torch.full((len(cells),), study["embedding_wd"], **f64),
+              "decoder": torch.tensor(cells["wd"].to_numpy(), **f64)}
+        groups = group_parameters(model.params, {"embedding": ("embedding.",), "decoder": ("decoder.",)})
+        optimizer = BatchedAdamW(model.params, groups, lr, wd, compile=True)
+        for _ in range(n_steps):
+            train_step(model, optimizer, loss_fn, (split.x_train,), (wanted,))
+            with torch.no_grad():
+                model(split.x_val)
+
+    train(20)  # compile outside the timing
+    return timed_together(lambda: train(steps))
+
+
 def _round(pool, study: dict, cells, steps: int, workers: int) -> tuple[float, float, float, float, float]:
     """One round: GEMM ceiling, baseline, engine. Returns GEMM GFLOP/s (all workers), baseline and
     engine cell-steps/s, the engine's matmul seconds per cell-step, and the products-alone seconds
@@ -186,6 +222,12 @@ def run(args: argparse.Namespace) -> float:
     alone = flops / alone_s / 1e9
     print(f"the same products alone, back to back: {alone:.1f} GFLOP/s per process "
           f"({100 * alone * workers / gemm:.1f}% of GEMM): the most a step made of them can reach")
+    with worker_pool(workers) as pool:
+        shards = [cells.iloc[idx] for idx in np.array_split(np.arange(len(cells)), workers)]
+        generic_s = max(pool.map(_generic_worker, [(study, s, args.steps) for s in shards], chunksize=1))
+    generic = len(cells) * args.steps / generic_s
+    print(f"{'generic path (torch.func, compiled AdamW)':40s} {generic:9.0f} cell-steps/s  "
+          f"({generic / engine:.2f}x the engine's fused step, one round)")
     speedup = engine / baseline
     print(f"speedup: {speedup:.2f}")
     return speedup

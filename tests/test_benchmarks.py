@@ -72,6 +72,8 @@ def test_quick_benchmark_runs_and_ends_with_the_speedup():
     assert re.fullmatch(r"speedup: \d+\.\d\d", lines[-1]), lines[-1]
     assert any("% of GEMM" in line and line.startswith("engine (") for line in lines), run.stdout
     assert any("% of GEMM" in line and line.startswith("the same products alone") for line in lines), run.stdout
+    assert any(re.search(r"\d\.\d\dx the engine's fused step", line) and line.startswith("generic path")
+               for line in lines), run.stdout
 
 
 def test_products_replayed_alone_are_the_ones_the_compiled_step_calls(config):
