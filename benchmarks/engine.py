@@ -36,7 +36,8 @@ from torch.utils._pytree import tree_map
 
 from grokking.config import validate_config
 from grokking.data import toy_split
-from grokking.engine import EngineSettings, ToyShardTrainer, train_toy_shard
+from grokking.trainer import EngineSettings
+from grokking.tasks.toy_trainer import ToyShardTrainer, train_toy_shard
 from grokking.grid import study_cells
 from grokking.models import build_toy_model
 from grokking.optim import BatchedAdamW

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from grokking.config import validate_config
-from grokking.engine import EngineSettings
+from grokking.trainer import EngineSettings
 from grokking.grid import study_cells
 from grokking.mnist import N_CLASSES, N_PIXELS, prepare_mnist
-from grokking.mnist_engine import train_mnist_shard
+from grokking.tasks.mnist_trainer import train_mnist_shard
 from grokking.mnist_reference import mnist_reference_run
 from grokking.schedule import eval_steps
 from workers import gemm_rate, timed_together, worker_pool

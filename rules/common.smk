@@ -60,6 +60,8 @@ ALL_FIGURES = list(config["figures"])
 STUDY_PATTERN = "|".join(STUDIES) or "no-study"
 SHARD_PATTERN = r"s\d{3}"
 FIGURE_PATTERN = "|".join(ALL_FIGURES) or "no-figure"
+# Studies whose task prepares data of their own (results/<study>/dataset.pt).
+OWN_DATA_PATTERN = "|".join(name for name, study in STUDIES.items() if task_of(study).prepare) or "no-study"
 
 
 def figure_pattern(kind):
@@ -95,10 +97,9 @@ def get_cell_layout(wildcards):
 
 
 def get_data_spec(wildcards):
-    """The settings that define a toy study's data (changing others never rebuilds it)."""
+    """The settings that define a study's own data, as its task names them (others never rebuild it)."""
     study = STUDIES[wildcards.study]
-    keys = ("task", "p", "train_size", "regression_dim", "data_seeds")
-    return json.dumps({key: study[key] for key in keys}, sort_keys=True)
+    return json.dumps(task_of(study).data_settings(study), sort_keys=True)
 
 
 def get_dataset(wildcards):

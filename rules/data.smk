@@ -1,21 +1,24 @@
-# Data preparation: each toy study's splits and targets, and the MNIST subsets, written once.
+# Data preparation: each study's own data (as its task prepares it), and the shared MNIST subsets.
 
 
-# The toy addition splits of every data seed a study uses (report section 3).
-rule prepare_toy_data:
+# A study's own data file (toy: the addition splits of every data seed it uses, report section 3),
+# written by its task's prepare from the settings the task names; other settings never rebuild it.
+rule prepare_study_data:
     output:
         "results/{study}/dataset.pt",
     log:
-        "logs/prepare_toy_data/{study}.log",
+        "logs/prepare_study_data/{study}.log",
     params:
         spec=get_data_spec,
+    wildcard_constraints:
+        study=OWN_DATA_PATTERN,
     threads: 1
     resources:
         **SMALL_JOB,  # a few kilobytes of indices; the interpreter dominates
     conda:
         "../envs/grokking.yaml"
     shell:
-        "python -m grokking prepare-toy --study {params.spec:q} --out {output} > {log} 2>&1"
+        "python -m grokking prepare --study {params.spec:q} --out {output} > {log} 2>&1"
 
 
 # The report's 1000-image MNIST subset of one data seed, with the 10,000 validation images (section 3).

@@ -253,6 +253,6 @@ def test_jobs_run_on_the_interpreter_snakemake_runs_on(workdir):
     venv_snakemake = Path(sys.executable).parent / "snakemake"
     proc = subprocess.run([str(venv_snakemake), "--cores", "1", *SMOKE, "--", "results/toy_cls/dataset.pt"],
                           cwd=workdir, env=env_without_venv(), capture_output=True, text=True, timeout=300)
-    log = workdir / "logs/prepare_toy_data/toy_cls.log"
+    log = workdir / "logs/prepare_study_data/toy_cls.log"
     assert proc.returncode == 0, proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
     assert (workdir / "results/toy_cls/dataset.pt").stat().st_size > 0

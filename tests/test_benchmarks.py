@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from grokking import ensemble
 from grokking.data import toy_split
-from grokking.engine import EngineSettings, ToyShardTrainer
+from grokking.trainer import EngineSettings
+from grokking.tasks.toy_trainer import ToyShardTrainer
 from grokking.grid import study_cells
 from grokking.mnist import N_PIXELS, build_mnist_model
 from grokking.models import build_toy_model

@@ -3,7 +3,8 @@
 import pandas as pd
 import torch
 
-from grokking.engine import EngineSettings, train_toy_shard
+from grokking.trainer import EngineSettings
+from grokking.tasks.toy_trainer import train_toy_shard
 from tests.conftest import study_with
 from tests.test_engine import make_cells
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from grokking.data import toy_split
-from grokking.engine import EngineSettings, train_toy_shard
+from grokking.trainer import EngineSettings
+from grokking.tasks.toy_trainer import train_toy_shard
 from grokking.grid import cell_id
 from tests.conftest import study_with
 from grokking.reference import reference_run

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from grokking.config import ConfigError, validate_config
-from grokking.engine import EngineSettings
+from grokking.trainer import EngineSettings
 from grokking.grid import cell_id
 from grokking.mnist import (
     MnistDataError, MnistMLP, batches, build_mnist_model, load_mnist, prepare_mnist, raw_folder,
     subset_indices,
 )
-from grokking.mnist_engine import (
+from grokking.tasks.mnist_trainer import (
     MnistShardTrainer, count_above, mse_to_one_hot, train_mnist_shard,
 )
 from grokking.mnist_reference import mnist_reference_run

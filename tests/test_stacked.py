@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from grokking.data import ToySplit, toy_split
-from grokking.engine import EngineSettings, count_needed, train_toy_shard
+from grokking.trainer import EngineSettings
+from grokking.tasks.toy_trainer import count_needed, train_toy_shard
 from grokking.mnist import N_CLASSES, MnistData, batches, build_mnist_model, pixels, prepare_mnist, raw_folder
-from grokking.mnist_engine import count_above, train_mnist_shard
+from grokking.tasks.mnist_trainer import count_above, train_mnist_shard
 from grokking.models import build_toy_model
 from grokking.optim import BatchedAdamW
 from grokking.schedule import is_eval_step

@@ -109,7 +109,7 @@ def test_smoke_builds_extended_figures_and_reruns_only_what_changed(smoke_run):
     (workdir / "longer.yaml").write_text("studies:\n  toy_cls:\n    extended_budget: 900\n")
     jobs = dry_run_jobs(workdir, "longer.yaml")
     assert "continue_shard" in jobs and "plot_smooth" in jobs
-    assert not {"train_shard", "prepare_toy_data", "aggregate_study", "plot_phases"} & set(jobs)
+    assert not {"train_shard", "prepare_study_data", "aggregate_study", "plot_phases"} & set(jobs)
     assert jobs.count("plot_smooth") == 1  # fig3 only: toy_regr is untouched
 
 

@@ -8,9 +8,13 @@ the modules are small and have one job each:
 - ``data``     the toy addition dataset, built exactly as the report's public code does
 - ``models``   reference ``nn.Module`` models (the ground truth the engine is tested against)
 - ``ensemble`` stacked parameters of many models and their batched forward pass
-- ``optim``    a batched AdamW with per-member learning rate and weight decay
-- ``engine``   the training loop: thresholds, early stopping, compaction, divergence, end state
-- ``mnist``, ``mnist_engine``  MNIST data, model and its training loop (shared minibatches)
+- ``stacked``  any ``nn.Module`` trained as a stacked ensemble (torch.func), no hand-written backward
+- ``optim``    batched AdamW, Adam, SGD with per-member learning rate and weight decay, warm-up
+- ``trainer``  what every task's shard trainer shares: members, thresholds, early stopping,
+               compaction, divergence, end state and continuation, the metrics table
+- ``tasks``    one module per task (config checks, data, training) and its trainer
+               (``tasks.toy_trainer``, ``tasks.mnist_trainer``)
+- ``mnist``    MNIST data and model
 - ``reference``, ``mnist_reference``  plain one-model loops the engines are tested against
 - ``phases``   the phase rule (comprehension, grokking, memorization, confusion)
 - ``plots``, ``appendix_plots``, ``robustness``  figures; ``claims`` the claims summary

@@ -10,15 +10,13 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict
 
 import pandas as pd
 import torch
 
 from grokking import io, shard_files, tables
 from grokking.claims import claims_markdown, claims_table
-from grokking.data import toy_dataset
-from grokking.engine import EngineSettings, resolve_device
+from grokking.trainer import EngineSettings, resolve_device
 from grokking.grid import shard_cell_ids
 from grokking.mnist import prepare_mnist
 from grokking.phases import classify_cells
@@ -30,14 +28,10 @@ log = logging.getLogger("grokking")
 # start-up that the many training jobs of a diagram should not pay.
 
 
-def prepare_toy(args: argparse.Namespace) -> None:
-    """Write every train/validation split (and regression targets) a toy study needs."""
-    study = json.loads(args.study)
-    splits = toy_dataset(study)
-    io.save_torch({seed: asdict(split) for seed, split in splits.items()}, args.out)
-    for seed, split in splits.items():
-        log.info("data seed %d: %d train, %d validation pairs; validation %s", seed,
-                 len(split.y_train), len(split.y_val), split.x_val.tolist())
+def prepare(args: argparse.Namespace) -> None:
+    """Write a study's own data file from the settings that define it, as its task prepares it."""
+    settings = json.loads(args.study)
+    task_of(settings).prepare(settings, args.out)
 
 
 def prepare_mnist_data(args: argparse.Namespace) -> None:
@@ -181,10 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grokking", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
-    p = verbs.add_parser("prepare-toy", help=prepare_toy.__doc__)
-    p.add_argument("--study", required=True, help="the study's settings as JSON")
+    p = verbs.add_parser("prepare", help=prepare.__doc__)
+    p.add_argument("--study", required=True, help="the settings that define the data, as JSON")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=prepare_toy)
+    p.set_defaults(func=prepare)
 
     p = verbs.add_parser("prepare-mnist", help=prepare_mnist_data.__doc__)
     p.add_argument("--root", required=True, help="torchvision root: files in ROOT/MNIST/raw/")

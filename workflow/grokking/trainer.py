@@ -11,7 +11,7 @@ the last measured correct counts) and, beside them, whatever its step needs (inp
 - continuation from a saved end state (``load_resume``) and the end state itself (``end_state``);
 - the metrics table, the same columns for every task (``metrics``).
 
-A task's trainer (``engine.ToyShardTrainer``, ``mnist_engine.MnistShardTrainer``) builds its members
+A task's trainer (``tasks.toy_trainer.ToyShardTrainer``, ``tasks.mnist_trainer.MnistShardTrainer``) builds its members
 and parameters, takes steps, measures, and records histories.
 """
 
@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+PROGRESS_EVERY = 10_000  # steps between progress lines in a training job's log
 RESULT_KEYS = ("t_train", "t_val", "diverged_at", "train_correct", "val_correct")  # per member
 
 

@@ -37,7 +37,7 @@ def check(study: dict[str, Any]) -> None:
 def train(study, cells, data_path, settings, resume):
     from grokking import io
     from grokking.mnist import MnistData
-    from grokking.mnist_engine import train_mnist_shard
+    from grokking.tasks.mnist_trainer import train_mnist_shard
 
     data = MnistData.from_dict(io.load_torch(data_path))
     return train_mnist_shard(study, cells, data, settings, resume=resume)

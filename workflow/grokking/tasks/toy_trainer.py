@@ -29,12 +29,7 @@ from grokking.data import ToySplit, toy_dataset
 from grokking.models import build_toy_model
 from grokking.optim import BatchedAdamW
 from grokking.toy_step import measure, toy_loss, train_step_function
-from grokking.trainer import (  # noqa: F401 (EngineSettings, DTYPES, ...: this module's API before trainer.py)
-    DTYPES, RESULT_KEYS, EngineSettings, ShardResult, ShardTrainer, metrics_table, new_members, resolve_device,
-    running_state,
-)
-
-PROGRESS_EVERY = 10_000  # steps between progress lines in the job's log
+from grokking.trainer import PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
 
 log = logging.getLogger(__name__)
 

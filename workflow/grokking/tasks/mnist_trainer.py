@@ -43,13 +43,12 @@ import pandas as pd
 import torch
 
 from grokking import ensemble
-from grokking.engine import PROGRESS_EVERY
 from grokking.mnist import (
     N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
 )
 from grokking.optim import BatchedAdamW
 from grokking.schedule import eval_steps, is_eval_step  # noqa: F401 (is_eval_step: part of this module's API)
-from grokking.trainer import EngineSettings, ShardResult, ShardTrainer, new_members
+from grokking.trainer import PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
 
 EVAL_CHUNK = 2500  # images per evaluation forward: bounds memory at members x 2500 x hidden
 
