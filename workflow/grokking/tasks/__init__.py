@@ -48,9 +48,9 @@ class Task:
 
 
 def _registry() -> dict[str, Task]:
-    from grokking.tasks import mnist, toy
+    from grokking.tasks import mnist, modular, toy
 
-    return {task.name: task for task in (toy.TASK, mnist.TASK)}
+    return {task.name: task for task in (toy.TASK, mnist.TASK, modular.TASK)}
 
 
 TASKS = _registry()

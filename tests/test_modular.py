@@ -1,0 +1,117 @@
+"""Modular arithmetic: the equations, the transformer, and the stacked engine against a plain loop."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from grokking.config import ConfigError, validate_config
+from grokking.grid import study_cells
+from grokking.modular import Decoder, build_decoder, epoch_order, equations, modular_split
+from grokking.schedule import eval_steps
+from grokking.tasks.modular_trainer import train_modular_shard
+from grokking.trainer import EngineSettings
+
+SMALL = {"task": "modular", "p": 11, "train_fraction": 0.5, "budget": 60, "batch_size": 16,
+         "grid": {"lr": {"values": [1e-3, 3e-3]}, "wd": {"values": [1.0]}}, "model_seeds": [0, 1],
+         "model": {"width": 16, "layers": 2, "heads": 2}, "eval": {"strides": [{"every": 10, "until": 60}]}}
+
+
+def small_study(**changes):
+    return validate_config({"engine": {}, "figures": {}, "studies": {"m": {**SMALL, **changes}}})["studies"]["m"]
+
+
+def test_equations_tokens_and_answers():
+    tokens, answers = equations(5, "sub")
+    assert tokens.shape == (25, 4) and tokens[7].tolist() == [1, 5, 2, 6]  # x=1 op y=2 =
+    assert answers[7] == (1 - 2) % 5
+    tokens, answers = equations(7, "div")
+    assert len(tokens) == 42  # y != 0
+    x, y = tokens[:, 0], tokens[:, 2]
+    assert torch.equal((answers * y) % 7, x)  # z = x / y  <=>  z * y = x: the true inverse
+    tokens, answers = equations(5, "add", arity=3)
+    assert tokens.shape == (125, 6) and tokens[-1].tolist() == [4, 5, 4, 5, 4, 6]
+    assert torch.equal(answers, tokens[:, 0::2].sum(1) % 5)
+
+
+def test_split_is_a_seeded_permutation_of_every_equation():
+    a, b = modular_split(11, "add", 2, 0.3, 0), modular_split(11, "add", 2, 0.3, 0)
+    assert torch.equal(a.x_train, b.x_train) and len(a.y_train) == int(0.3 * 121)
+    rows = {tuple(r) for r in torch.cat([a.x_train, a.x_val]).tolist()}
+    assert len(rows) == 121
+    assert not torch.equal(modular_split(11, "add", 2, 0.3, 1).x_train, a.x_train)
+
+
+def test_last_position_only_equals_every_position():
+    torch.manual_seed(0)
+    model = Decoder(vocab=13, seq_len=4, width=16, layers=2, heads=4).double()
+    tokens = torch.randint(0, 13, (9, 4))
+    full = model(tokens, every_position=True)[:, -1]
+    torch.testing.assert_close(model(tokens), full, rtol=0, atol=1e-12)
+
+
+def plain_loop(study, cell, split):
+    """One member alone: nn.Module, torch.optim.AdamW and LambdaLR warm-up, as the public code
+    trains (teddykoker/grokking), with the same batch order; curves at the study's evaluation steps."""
+    model = build_decoder(study, cell["model_seed"]).double()
+    opt = study["optimizer"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cell["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
+                                  weight_decay=cell["wd"])
+    warmup = opt["warmup_steps"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / warmup, 1))
+    n, batch = len(split.y_train), study["batch_size"]
+    per_epoch = -(-n // batch)
+    checkpoints = set(eval_steps(0, study["budget"], study["eval"]))
+    curves = {"val_acc": [], "train_loss": []}
+    for step in range(1, study["budget"] + 1):
+        epoch, position = divmod(step - 1, per_epoch)
+        order = epoch_order(n, study["batch_seed"], cell["model_seed"], epoch)
+        rows = order[position * batch:(position + 1) * batch]
+        loss = F.cross_entropy(model(split.x_train[rows]), split.y_train[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if step in checkpoints:
+            with torch.no_grad():
+                curves["val_acc"].append((model(split.x_val).argmax(-1) == split.y_val).double().mean().item())
+                curves["train_loss"].append(F.cross_entropy(model(split.x_train), split.y_train).item())
+    return curves
+
+
+def test_a_member_trained_in_a_shard_equals_the_module_trained_alone_with_torch_adamw():
+    study = small_study(dtype="float64", loss_dtype="float64")
+    cells = study_cells(study)
+    split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
+    result = train_modular_shard(study, cells, {0: split}, EngineSettings(compile=False))
+    for i in (0, 3):  # two members of four, with different lr and seeds
+        cell = cells.iloc[i].to_dict()
+        alone = plain_loop(study, cell, split)
+        history = result.history[cell["cell_id"]]
+        assert history["step"].tolist() == sorted(eval_steps(0, study["budget"], study["eval"]))
+        torch.testing.assert_close(history["val_acc"].double(), torch.tensor(alone["val_acc"], dtype=torch.float64), rtol=0, atol=1e-6)
+        torch.testing.assert_close(history["train_loss"].double(), torch.tensor(alone["train_loss"], dtype=torch.float64),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_continuing_to_an_extended_budget_equals_one_run():
+    study = small_study(budget=30, extended_budget=60)
+    cells = study_cells(study)
+    split = {0: modular_split(study["p"], "add", 2, study["train_fraction"], 0)}
+    settings = EngineSettings(compile=False)
+    whole = train_modular_shard(dict(study, budget=60), cells, split, settings)
+    first = train_modular_shard(study, cells, split, settings)
+    rest = train_modular_shard(dict(study, budget=60), cells, split, settings, resume=first.end_state)
+    for cid in cells["cell_id"]:
+        torch.testing.assert_close(rest.history[cid]["val_loss"], whole.history[cid]["val_loss"][-3:])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"operation": "div", "p": 12}, "^p: 12 is not prime"),
+    ({"arity": 3, "operation": "sub"}, "^operation: sub with arity 3"),
+    ({"train_fraction": 0.001}, "^train_fraction: 0.001 of 121 equations leaves 0 to train"),
+    ({"batch_size": 100}, "^batch_size: 100 is larger than the 60 training equations"),
+    ({"budget": 65}, "^budget: 65 is not an evaluation step"),
+])
+def test_bad_modular_settings_name_their_key(changes, message):
+    with pytest.raises(ConfigError, match=message.replace("^", "")):
+        small_study(**changes)

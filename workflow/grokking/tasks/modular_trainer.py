@@ -1,0 +1,242 @@
+"""Train a shard of modular-arithmetic cells (decoder transformers) as one stacked ensemble.
+
+The members are ordinary ``grokking.modular.Decoder`` modules stacked by ``grokking.stacked``
+(vmap over ``functional_call``, gradients by autograd: no hand-written backward), updated by the
+batched AdamW of ``grokking.optim`` with per-member lr and weight decay and the public code's linear
+warm-up. A member trained in a shard follows the trajectory of the same module trained alone with
+``torch.optim.AdamW`` (tests/test_modular.py).
+
+Step s = 1, 2, ... is the s-th optimizer update. Each member visits its training equations in its
+own order, reshuffled every epoch (``modular.epoch_order``: seeded by batch_seed, the member's model
+seed and the epoch), in minibatches of ``batch_size`` with a smaller last one (a DataLoader with
+shuffle and without drop_last, as the public code); ``batch_size: 0`` is full-batch training. The
+order depends on the step only, so a continuation replays it.
+
+Evaluation (study key ``eval``, ``grokking.schedule``): at every step of the schedule, the model after
+s updates is run on the whole training and validation split; accuracy and mean cross-entropy of
+both, the parameter norm and the Q/K/V/output projection norms of every layer are recorded. T_train
+and T_val are the first evaluation steps at which an accuracy reaches (>=) ``threshold``. The public
+code's train accuracy was the running mean over an epoch's minibatches; measured on the whole split,
+both T values describe the same model.
+
+Stopping. By default members train to the budget (``stop_early: false``), since the figures are
+whole curves; a member whose loss becomes NaN/Inf is recorded as diverged and leaves at the next
+check. No result depends on ``check_every`` or on the shard's other members.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from grokking.modular import ModularSplit, attention_norm_names, build_decoder, epoch_order
+from grokking.optim import make_optimizer
+from grokking.schedule import eval_steps, is_eval_step
+from grokking.stacked import StackedModel, group_parameters
+from grokking.trainer import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
+
+EVAL_ROWS = 4096  # equations per member and evaluation forward: bounds activation memory
+CURVES = ("train_acc", "val_acc", "train_loss", "val_loss", "param_norm")
+
+log = logging.getLogger(__name__)
+
+
+def needed(threshold: float, n: int) -> int:
+    """Smallest number of correct answers out of n whose accuracy k / n reaches the threshold."""
+    return next(k for k in range(n + 1) if k / n >= threshold)
+
+
+class ModularShardTrainer(ShardTrainer):
+    """Everything needed to train one shard of a modular-arithmetic study; ``run`` trains it."""
+
+    def __init__(self, study: dict[str, Any], cells: pd.DataFrame, splits: dict[int, ModularSplit],
+                 settings: EngineSettings, resume: dict[str, Any] | None = None):
+        super().__init__(study, cells, settings)
+        missing = {int(s) for s in cells["data_seed"]} - set(splits)
+        if missing:
+            raise ValueError(f"cells want data seeds {sorted(missing)}, the dataset has {sorted(splits)}")
+        if not is_eval_step(study["budget"], study["eval"]):
+            raise ValueError(f"budget {study['budget']} is not an evaluation step of {study['eval']}")
+        self.loss_dtype = DTYPES[study["loss_dtype"]]
+        first = splits[int(cells["data_seed"].iloc[0])]
+        self.n_train, self.n_val = len(first.y_train), len(first.y_val)
+        self.batch = study["batch_size"] or self.n_train
+        self.steps_per_epoch = -(-self.n_train // self.batch)
+        self.need_train = needed(study["threshold"], self.n_train)
+        self.need_val = needed(study["threshold"], self.n_val)
+        self._build(splits, resume)
+
+    # ----------------------------------------------------------------------------- set-up
+    def _build(self, splits: dict[int, ModularSplit], resume: dict[str, Any] | None) -> None:
+        cells, dev, M, study = self.cells, self.device, len(self.cells), self.study
+        self.model = StackedModel([build_decoder(study, int(s)) for s in cells["model_seed"]],
+                                  dtype=self.dtype, device=dev)
+        self.model.train(study["model"]["dropout"] > 0)
+        self.params = self.model.params
+        groups = group_parameters(self.params, {"all": ("",)})
+        f64 = dict(dtype=torch.float64, device=dev)
+        optimizer = study["optimizer"]
+        self.optimizer = make_optimizer(
+            optimizer["name"], self.params, groups,
+            {"all": torch.tensor(cells["lr"].to_numpy(), **f64)},
+            {"all": torch.tensor(cells["wd"].to_numpy(), **f64)},
+            betas=tuple(optimizer["betas"]), eps=optimizer["eps"], warmup_steps=optimizer["warmup_steps"],
+            compile=self.settings.compile,
+        )
+        data = [splits[int(s)] for s in cells["data_seed"]]
+        stack = lambda key: torch.stack([getattr(d, key) for d in data]).to(dev)  # noqa: E731
+        self.members = new_members(
+            M, dev, x_train=stack("x_train"), y_train=stack("y_train"), x_val=stack("x_val"),
+            y_val=stack("y_val"), model_seed=torch.tensor(cells["model_seed"].to_numpy(), device=dev),
+            order=torch.zeros(M, self.n_train, dtype=torch.long, device=dev))
+        if resume is not None:
+            self.load_resume(resume)
+        self.start_record()
+        steps = eval_steps(self.start_step, study["budget"], study["eval"])
+        self.history_steps = torch.tensor(steps, dtype=torch.long)
+        self.history_row = {s: i for i, s in enumerate(steps)}
+        self.history = {key: torch.full((len(steps), M), float("nan")) for key in CURVES}
+        layers = study["model"]["layers"]
+        self.attention_names = attention_norm_names(layers)
+        self.history["attn_norm"] = torch.full((len(steps), M, layers, 4), float("nan"))
+
+    def load_resume(self, state: dict[str, Any]) -> None:
+        """As every task's, and the batch order must be the one the saved run used."""
+        if state.get("batch_seed") != self.study["batch_seed"]:
+            raise ValueError(f"resume state used batch_seed {state.get('batch_seed')}, "
+                             f"the study {self.study['batch_seed']}")
+        super().load_resume(state)
+
+    def select_params(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.model.select(keep)
+        return self.model.params
+
+    # ----------------------------------------------------------------------------- training
+    def _shuffle(self, epoch: int) -> None:
+        """Every member's order of its training equations in ``epoch``."""
+        m = self.members
+        if self.batch >= self.n_train:  # full batch: the order changes nothing but summation
+            m.order = torch.arange(self.n_train, device=self.device).expand(len(m), -1)
+            return
+        m.order = torch.stack([epoch_order(self.n_train, self.study["batch_seed"], int(seed), epoch)
+                               for seed in m.model_seed.cpu()]).to(self.device)
+
+    def _losses(self, logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """[M] mean cross-entropy of each member (computed in ``loss_dtype``)."""
+        M, rows = answers.shape
+        per_row = F.cross_entropy(logits.reshape(M * rows, -1).to(self.loss_dtype), answers.reshape(-1),
+                                  reduction="none")
+        return per_row.view(M, rows).mean(1)
+
+    @torch.no_grad()
+    def _measure(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[M] correct answers and mean loss of every member over all its rows of x [M, n, T]."""
+        M = len(x)
+        correct = torch.zeros(M, dtype=torch.long, device=self.device)
+        loss = torch.zeros(M, dtype=torch.float64, device=self.device)
+        for xs, ys in zip(x.split(EVAL_ROWS, 1), y.split(EVAL_ROWS, 1)):
+            logits = self.model(xs, in_dims=0)  # [M, rows, vocab]
+            correct += (logits.argmax(-1) == ys).sum(1)
+            loss += self._losses(logits, ys).double() * ys.shape[1]
+        return correct, loss / y.shape[1]
+
+    @torch.no_grad()
+    def _evaluate(self, step: int) -> None:
+        """Accuracies, losses and norms of the model after ``step`` updates; thresholds; a history row."""
+        m = self.members
+        self.model.eval()
+        train_correct, train_loss = self._measure(m.x_train, m.y_train)
+        val_correct, val_loss = self._measure(m.x_val, m.y_val)
+        self.model.train(self.study["model"]["dropout"] > 0)
+        alive = m.diverged_at < 0
+        m.train_correct = torch.where(alive, train_correct, m.train_correct)
+        m.val_correct = torch.where(alive, val_correct, m.val_correct)
+        m.t_train = torch.where(alive & (m.t_train < 0) & (train_correct >= self.need_train), step, m.t_train)
+        m.t_val = torch.where(alive & (m.t_val < 0) & (val_correct >= self.need_val), step, m.t_val)
+        p = self.model.params
+        norm = torch.sqrt(sum(v.detach().double().pow(2).flatten(1).sum(1) for v in p.values()))
+        attention = torch.stack([torch.stack([p[n].detach().flatten(1).norm(dim=1) for n in layer], 1)
+                                 for layer in self.attention_names], 1)  # [M, layers, 4]
+        row, ids = self.history_row[step], m.ids.cpu()
+        values = {"train_acc": train_correct / self.n_train, "val_acc": val_correct / self.n_val,
+                  "train_loss": train_loss, "val_loss": val_loss, "param_norm": norm}
+        for key, value in values.items():
+            self.history[key][row, ids] = value.float().cpu()
+        self.history["attn_norm"][row, ids] = attention.float().cpu()
+
+    def run(self) -> ShardResult:
+        study, budget = self.study, self.study["budget"]
+        if self.start_step >= budget:
+            raise ValueError(f"resume state is at step {self.start_step}, not below budget {budget}")
+        started, cell_steps, step = time.perf_counter(), 0, self.start_step
+        for step in range(self.start_step + 1, budget + 1):
+            epoch, position = divmod(step - 1, self.steps_per_epoch)
+            if position == 0 or step == self.start_step + 1:
+                self._shuffle(epoch)
+            m = self.members
+            rows = m.order[:, position * self.batch:(position + 1) * self.batch]  # [M, b]
+            x = m.x_train.gather(1, rows.unsqueeze(-1).expand(-1, -1, m.x_train.shape[-1]))
+            y = m.y_train.gather(1, rows)
+            losses = self._losses(self.model(x, in_dims=0), y)
+            m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(losses.detach()), step,
+                                        m.diverged_at)
+            self.optimizer.step(self.model.gradients(losses))
+            cell_steps += len(m)
+            evaluated = step in self.history_row
+            if evaluated:
+                self._evaluate(step)
+            if step % PROGRESS_EVERY == 0:
+                log.info("step %d: %d of %d cells training, %.0f cell-steps/s", step, len(m), len(self.cells),
+                         cell_steps / (time.perf_counter() - started))
+            if evaluated or step % self.settings.check_every == 0:
+                stop = self.stopping(study["stop_early"])
+                if step == budget:
+                    break
+                if bool(stop.any()):
+                    self.record(stop.nonzero().squeeze(1), step)
+                    self.compact((~stop).nonzero().squeeze(1))
+                    if not len(self.members):
+                        break
+        self.end_step = step
+        if len(self.members):
+            self.record(torch.arange(len(self.members), device=self.device), step)
+        return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
+
+    # ----------------------------------------------------------------------------- results
+    def _metrics(self) -> pd.DataFrame:
+        metrics = self.metrics(self.study["budget"])
+        last = {key: self.history[key] for key in ("train_loss", "val_loss")}
+        for key, values in last.items():  # the last measured loss of each cell
+            taken = ~torch.isnan(values)
+            final = [values[taken[:, i], i][-1].item() if taken[:, i].any() else float("nan")
+                     for i in range(len(self.cells))]
+            metrics[f"final_{key}"] = final
+        return metrics
+
+    def _history(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Per cell: evaluation steps and every recorded curve at them."""
+        history = {}
+        for i, cid in enumerate(self.cells["cell_id"]):
+            rows = (~torch.isnan(self.history["train_acc"][:, i])).nonzero().squeeze(1)
+            if len(rows):
+                history[cid] = {"step": self.history_steps[rows].to(torch.int32),
+                                **{key: values[rows, i] for key, values in self.history.items()}}
+        return history
+
+    def _end_state(self) -> dict[str, Any] | None:
+        """Full state of the members that ran to the budget unconverged (continuations resume it)."""
+        if not len(self.members) or self.end_step != self.study["budget"]:
+            return None
+        return self.end_state(self.members, self.end_step, batch_seed=self.study["batch_seed"])
+
+
+def train_modular_shard(study: dict[str, Any], cells: pd.DataFrame, splits: dict[int, ModularSplit],
+                        settings: EngineSettings = EngineSettings(),
+                        resume: dict[str, Any] | None = None) -> ShardResult:
+    """Train the given cells of a modular-arithmetic study together (see the module docstring)."""
+    return ModularShardTrainer(study, cells, splits, settings, resume).run()
