@@ -174,16 +174,24 @@ def _check_figure_studies(figure: str, spec: dict[str, Any], studies: dict[str, 
                               f"(studies: {', '.join(studies)})")
 
 
-# Figure keys that only one kind of figure takes, and the kinds that draw exactly one study.
+# Figure keys that only some kinds of figure take, and the kinds that draw a fixed number of studies.
 def _check_figure_keys(figure: str, spec: dict[str, Any]) -> None:
-    """The kind is registered, takes the keys given, and gets as many studies as it draws."""
+    """The kind is registered, takes the keys given, gets as many studies as it draws, and as many
+    labels as studies."""
     if spec["kind"] not in FIGURE_KINDS:
         raise ConfigError(f"config error at figures.{figure}.kind: unknown kind {spec['kind']!r} "
                           f"(kinds: {', '.join(FIGURE_KINDS)})")
-    owner = {key: kind.name for kind in FIGURE_KINDS.values() for key in kind.keys}
-    for key, kind in owner.items():
-        if key in spec and spec["kind"] != kind:
-            raise ConfigError(f"config error at figures.{figure}.{key}: only {kind} figures take one")
+    owners: dict[str, list[str]] = {}
+    for kind in FIGURE_KINDS.values():
+        for key in kind.keys:
+            owners.setdefault(key, []).append(kind.name)
+    for key, kinds in owners.items():
+        if key in spec and spec["kind"] not in kinds:
+            raise ConfigError(f"config error at figures.{figure}.{key}: only {' and '.join(kinds)} "
+                              f"figures take one")
+    if "labels" in spec and len(spec["labels"]) != len(spec["studies"]):
+        raise ConfigError(f"config error at figures.{figure}.labels: {len(spec['labels'])} labels for "
+                          f"{len(spec['studies'])} studies; give one per study, in the order of studies")
     wanted = FIGURE_KINDS[spec["kind"]].n_studies
     if wanted is not None and len(spec["studies"]) != wanted:
         count = "one study" if wanted == 1 else f"{wanted} studies"

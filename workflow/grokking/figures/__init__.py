@@ -57,9 +57,10 @@ def study_label(name: str, studies: Studies) -> str:
 
 
 def _registry() -> dict[str, FigureKind]:
-    from grokking.figures import dynamics, facets, phases, robustness, smooth, trajectories
+    from grokking.figures import curve_table, curves, dynamics, facets, phases, robustness, smooth, trajectories
 
-    kinds = (phases.KIND, smooth.KIND, dynamics.KIND, facets.KIND, trajectories.KIND, robustness.KIND)
+    kinds = (phases.KIND, smooth.KIND, dynamics.KIND, facets.KIND, trajectories.KIND, robustness.KIND,
+             curves.KIND, curve_table.KIND)
     return {kind.name: kind for kind in kinds}
 
 
