@@ -41,9 +41,10 @@ def test_split_is_a_seeded_permutation_of_every_equation():
     assert not torch.equal(modular_split(11, "add", 2, 0.3, 1).x_train, a.x_train)
 
 
-def test_last_position_only_equals_every_position():
+@pytest.mark.parametrize("layernorm", ["pre", "post"])
+def test_last_position_only_equals_every_position(layernorm):
     torch.manual_seed(0)
-    model = Decoder(vocab=13, seq_len=4, width=16, layers=2, heads=4).double()
+    model = Decoder(vocab=13, seq_len=4, width=16, layers=2, heads=4, layernorm=layernorm).double()
     tokens = torch.randint(0, 13, (9, 4))
     full = model(tokens, every_position=True)[:, -1]
     torch.testing.assert_close(model(tokens), full, rtol=0, atol=1e-12)

@@ -13,7 +13,9 @@ validate.
 
 Model. The decoder of teddykoker/grokking (the course reports' code): learned token and position
 embeddings, pre-LayerNorm blocks (causal self-attention, GELU MLP of width 4d), a final LayerNorm and
-a linear head without bias over the whole vocabulary. Q, K, V and the output projection are separate
+a linear head without bias over the whole vocabulary. ``layernorm: post`` is the block of
+sadmankiba/Explaining-Grokking (paper 003) instead: x = LN(x + attention(x)), x = LN(x + mlp(x)),
+no final LayerNorm, a head with bias. Q, K, V and the output projection are separate
 ``nn.Linear`` layers, so their norms are recorded directly; they are initialised as
 ``nn.MultiheadAttention`` initialises its packed projection (Xavier-uniform over the [3d, d] matrix,
 zero biases, zero output bias), so the initial distribution is the public code's.
@@ -92,13 +94,15 @@ def vocabulary(p: int) -> int:
 
 # ----------------------------------------------------------------------------------------- model
 class Block(nn.Module):
-    """Pre-LayerNorm decoder block: x + attention(ln1(x)), then x + mlp(ln2(x))."""
+    """Decoder block. Pre-LayerNorm: x + attention(ln1(x)), then x + mlp(ln2(x)); post-LayerNorm:
+    ln1(x + attention(x)), then ln2(x + mlp(x))."""
 
-    def __init__(self, width: int, heads: int, dropout: float):
+    def __init__(self, width: int, heads: int, dropout: float, pre_norm: bool = True):
         super().__init__()
         if width % heads:
             raise ValueError(f"width {width} is not a multiple of heads {heads}")
         self.heads = heads
+        self.pre_norm = pre_norm
         self.ln1 = nn.LayerNorm(width)
         self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
         self.ln2 = nn.LayerNorm(width)
@@ -116,7 +120,7 @@ class Block(nn.Module):
         """x [batch, T, d]; with ``last_only`` the output is the last position's only, [batch, 1, d]."""
         batch, T, d = x.shape
         H, dh = self.heads, d // self.heads
-        h = self.ln1(x)
+        h = self.ln1(x) if self.pre_norm else x
         queries = h[:, -1:] if last_only else h
         q = self.q(queries).view(batch, -1, H, dh).transpose(1, 2)  # [batch, H, Tq, dh]
         k = self.k(h).view(batch, T, H, dh).transpose(1, 2)
@@ -128,6 +132,9 @@ class Block(nn.Module):
         attention = self.dropout(scores.softmax(-1))
         mixed = (attention @ v).transpose(1, 2).reshape(batch, -1, d)
         x = (x[:, -1:] if last_only else x) + self.dropout(self.o(mixed))
+        if not self.pre_norm:
+            x = self.ln1(x)
+            return self.ln2(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
         return x + self.dropout(self.fc2(F.gelu(self.fc1(self.ln2(x)))))
 
 
@@ -135,13 +142,16 @@ class Decoder(nn.Module):
     """Decoder-only transformer; ``forward`` returns the logits of the answer (last position)."""
 
     def __init__(self, vocab: int, seq_len: int, width: int = 128, layers: int = 2, heads: int = 4,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, layernorm: str = "pre"):
         super().__init__()
+        if layernorm not in ("pre", "post"):
+            raise ValueError(f"layernorm must be pre or post, not {layernorm!r}")
+        pre = layernorm == "pre"
         self.tokens = nn.Embedding(vocab, width)
         self.positions = nn.Embedding(seq_len, width)
-        self.blocks = nn.ModuleList(Block(width, heads, dropout) for _ in range(layers))
-        self.ln = nn.LayerNorm(width)
-        self.head = nn.Linear(width, vocab, bias=False)
+        self.blocks = nn.ModuleList(Block(width, heads, dropout, pre) for _ in range(layers))
+        self.ln = nn.LayerNorm(width) if pre else nn.Identity()
+        self.head = nn.Linear(width, vocab, bias=not pre)
 
     def forward(self, tokens: torch.Tensor, every_position: bool = False) -> torch.Tensor:
         """tokens [batch, T] -> logits [batch, vocab] at the last position ([batch, T, vocab] with
@@ -159,7 +169,7 @@ def build_decoder(study: dict, model_seed: int) -> Decoder:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(model_seed))
         return Decoder(vocabulary(study["p"]), 2 * study["arity"], model["width"], model["layers"],
-                       model["heads"], model["dropout"])
+                       model["heads"], model["dropout"], model["layernorm"])
 
 
 PROJECTIONS = ("q", "k", "v", "o")
