@@ -116,3 +116,12 @@ def test_continuing_to_an_extended_budget_equals_one_run():
 def test_bad_modular_settings_name_their_key(changes, message):
     with pytest.raises(ConfigError, match=message.replace("^", "")):
         small_study(**changes)
+
+
+def test_eval_rows_measures_a_fixed_sample_of_each_split():
+    study = small_study(eval_rows=20, budget=20, eval={"strides": [{"every": 10, "until": 20}]})
+    split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
+    result = train_modular_shard(study, study_cells(study), {0: split}, EngineSettings(compile=False))
+    for history in result.history.values():
+        assert torch.equal(history["val_acc"] * 20, (history["val_acc"] * 20).round())
+    assert set(result.metrics["final_val_acc"] * 20) <= set(range(21))

@@ -15,7 +15,9 @@ order depends on the step only, so a continuation replays it.
 Evaluation (study key ``eval``, ``grokking.schedule``): at every step of the schedule, the model after
 s updates is run on the whole training and validation split; accuracy and mean cross-entropy of
 both, the parameter norm and the Q/K/V/output projection norms of every layer are recorded. T_train
-and T_val are the first evaluation steps at which an accuracy reaches (>=) ``threshold``. The public
+and T_val are the first evaluation steps at which an accuracy reaches (>=) ``threshold``. With
+``eval_rows``, large splits (K-ary sums: 69k equations) are measured on their first ``eval_rows``
+equations, a fixed random sample, since measuring all would cost several times the training. The public
 code's train accuracy was the running mean over an epoch's minibatches; measured on the whole split,
 both T values describe the same model.
 
@@ -69,9 +71,13 @@ class ModularShardTrainer(ShardTrainer):
             raise ValueError(f"budget {study['budget']} is not an evaluation step of {study['eval']}")
         self.loss_dtype = DTYPES[study["loss_dtype"]]
         first = splits[int(cells["data_seed"].iloc[0])]
-        self.n_train, self.n_val = len(first.y_train), len(first.y_val)
-        self.batch = study["batch_size"] or self.n_train
-        self.steps_per_epoch = -(-self.n_train // self.batch)
+        self.n_equations = len(first.y_train)
+        self.batch = study["batch_size"] or self.n_equations
+        self.steps_per_epoch = -(-self.n_equations // self.batch)
+        # Equations measured at an evaluation: all, or the first eval_rows of each split (the split is
+        # a seeded permutation, so they are a random sample, the same at every evaluation).
+        cap = study["eval_rows"] or max(len(first.y_train), len(first.y_val))
+        self.n_train, self.n_val = min(cap, len(first.y_train)), min(cap, len(first.y_val))
         self.need_train = needed(study["threshold"], self.n_train)
         self.need_val = needed(study["threshold"], self.n_val)
         self._build(splits, resume)
@@ -98,7 +104,7 @@ class ModularShardTrainer(ShardTrainer):
         self.members = new_members(
             M, dev, x_train=stack("x_train"), y_train=stack("y_train"), x_val=stack("x_val"),
             y_val=stack("y_val"), model_seed=torch.tensor(cells["model_seed"].to_numpy(), device=dev),
-            order=torch.zeros(M, self.n_train, dtype=torch.long, device=dev))
+            order=torch.zeros(M, self.n_equations, dtype=torch.long, device=dev))
         if resume is not None:
             self.load_resume(resume)
         self.start_record()
@@ -125,10 +131,10 @@ class ModularShardTrainer(ShardTrainer):
     def _shuffle(self, epoch: int) -> None:
         """Every member's order of its training equations in ``epoch``."""
         m = self.members
-        if self.batch >= self.n_train:  # full batch: the order changes nothing but summation
-            m.order = torch.arange(self.n_train, device=self.device).expand(len(m), -1)
+        if self.batch >= self.n_equations:  # full batch: the order changes nothing but summation
+            m.order = torch.arange(self.n_equations, device=self.device).expand(len(m), -1)
             return
-        m.order = torch.stack([epoch_order(self.n_train, self.study["batch_seed"], int(seed), epoch)
+        m.order = torch.stack([epoch_order(self.n_equations, self.study["batch_seed"], int(seed), epoch)
                                for seed in m.model_seed.cpu()]).to(self.device)
 
     def _losses(self, logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
@@ -155,8 +161,8 @@ class ModularShardTrainer(ShardTrainer):
         """Accuracies, losses and norms of the model after ``step`` updates; thresholds; a history row."""
         m = self.members
         self.model.eval()
-        train_correct, train_loss = self._measure(m.x_train, m.y_train)
-        val_correct, val_loss = self._measure(m.x_val, m.y_val)
+        train_correct, train_loss = self._measure(m.x_train[:, :self.n_train], m.y_train[:, :self.n_train])
+        val_correct, val_loss = self._measure(m.x_val[:, :self.n_val], m.y_val[:, :self.n_val])
         self.model.train(self.study["model"]["dropout"] > 0)
         alive = m.diverged_at < 0
         m.train_correct = torch.where(alive, train_correct, m.train_correct)
