@@ -87,7 +87,9 @@ def test_curves_figure_draws_every_panel_through_the_plot_verb(studies, tmp_path
     names = kind.inputs(spec, {}, lambda s: [])
     assert list(names) == ["histories_0", "cells_0", "histories_1", "cells_1"]
     assert all(name.isidentifier() for name in names)
-    options = kind.options(spec, {"mod_a": SETTINGS, "mod_b": {**SETTINGS, "batch_size": 512}})
+    options = kind.options(spec, {"mod_a": {**SETTINGS, "task": "modular", "arity": 2},
+                                  "mod_b": {**SETTINGS, "task": "modular", "arity": 2, "batch_size": 512}})
+    assert options["studies"][0]["task"] == "x + y mod 97"  # the task's own label
     assert options["studies"][1]["batch_size"] == 512 and options["labels"] == ["add", "add, small wd"]
     inputs = {f"{what}_{i}": study[what] if what == "histories" else [study[what]]
               for i, study in enumerate(studies) for what in ("histories", "cells")}
@@ -97,9 +99,10 @@ def test_curves_figure_draws_every_panel_through_the_plot_verb(studies, tmp_path
 
 def test_curves_defaults_are_accuracy_and_loss_labelled_by_study(studies, tmp_path):
     spec = {"kind": "curves", "studies": ["mod_a"]}
-    options = figure_kind("curves").options(spec, {"mod_a": {"threshold": 0.9, "budget": 10000, "p": 10}})
+    toy = {"task": "toy", "objective": "classification", "threshold": 0.9, "budget": 10000, "p": 10}
+    options = figure_kind("curves").options(spec, {"mod_a": toy})
     assert options == {"title": "", "labels": ["mod_a"], "panels": ["accuracy", "loss"], "marks": False,
-                       "studies": [{"threshold": 0.9, "budget": 10000, "p": 10}]}
+                       "studies": [{"threshold": 0.9, "budget": 10000, "p": 10, "task": "classification"}]}
     inputs = {"histories_0": studies[0]["histories"], "cells_0": [studies[0]["cells"]]}
     for path in plot("curves", inputs, options, tmp_path / "out"):
         assert path.stat().st_size > 0

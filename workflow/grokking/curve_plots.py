@@ -93,7 +93,9 @@ def study_settings(label: str, settings: dict[str, Any]) -> str:
     """'label: (a + b) mod 97, train fraction 0.3, full batch, budget 10,000 steps, threshold 0.95':
     what a study trained and how it was judged (keys its task lacks are left out)."""
     parts = []
-    if "p" in settings and "operation" in settings:
+    if "task" in settings:
+        parts.append(settings["task"])
+    elif "p" in settings and "operation" in settings:
         parts.append(f"(a {OPERATION_SYMBOLS[settings['operation']]} b) mod {settings['p']}")
     elif "p" in settings:
         parts.append(f"p {settings['p']}")
@@ -171,6 +173,9 @@ def _style_panel(ax: plt.Axes, panel: str, thresholds: Sequence[float]) -> None:
         ax.set_ylim(0, 1.02)
     if panel == "loss":
         ax.set_yscale("log")
+        # plain numbers (3.8, not 3.8 x 10^0); minor ticks labelled only when few decades are shown
+        ax.yaxis.set_major_formatter(matplotlib.ticker.LogFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only
     ax.set_xlabel("optimization steps")

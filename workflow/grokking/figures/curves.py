@@ -28,7 +28,15 @@ def figure_labels(spec: dict) -> list[str]:
 def options(spec: dict, studies: Studies) -> dict[str, Any]:
     return {"title": spec.get("title", ""), "labels": figure_labels(spec),
             "panels": list(spec.get("panels", ["accuracy", "loss"])), "marks": spec.get("marks", False),
-            "studies": [{k: studies[s][k] for k in STUDY_KEYS if k in studies[s]} for s in spec["studies"]]}
+            "studies": [{**{k: studies[s][k] for k in STUDY_KEYS if k in studies[s]}, "task": task_label(s, studies)}
+                        for s in spec["studies"]]}
+
+
+def task_label(study: str, studies: Studies) -> str:
+    """What the study trains, as its task names it (e.g. 'x1 + x2 + x3 mod 41')."""
+    from grokking.tasks import task_of
+
+    return task_of(studies[study]).label(studies[study])
 
 
 def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:
