@@ -140,7 +140,9 @@ def test_every_figure_states_its_task_batch_and_budget():
 
 def test_curve_table_rows_aggregate_seeds_per_point(studies):
     tables = [(label, read_cells(s["cells"]), read_cells(s["phases"])) for label, s in zip(("A", "B"), studies)]
-    table = curve_table(tables)
+    table = curve_table(tables, [{"task": "x + y mod 97", "train_fraction": 0.3, "batch_size": 0},
+                                 {"batch_size": 512}])
+    assert table["setting"].tolist() == ["x + y mod 97, alpha 0.3, full batch"] + ["batch 512"] * 2
     assert table[["label", "lr", "wd", "seeds"]].values.tolist() == [
         ["A", 1e-3, 1.0, 2], ["B", 1e-3, 0.1, 2], ["B", 3e-3, 1.0, 2]]
     assert table["t_train"].tolist()[:2] == [110.0, 55.0] and table["t_val"][0] == 1750.0
@@ -151,8 +153,9 @@ def test_curve_table_rows_aggregate_seeds_per_point(studies):
     assert table[["comprehension", "grokking", "memorization", "confusion"]].values.tolist() == [
         [0, 2, 0, 0], [0, 0, 2, 0], [1, 0, 0, 1]]
     text = table_text(table)
-    assert text[0][4:8] == ["110 (2/2)", "1,750 (2/2)", "0.995 ± 0.007", "0.910 ± 0.014"]
-    assert text[1][5] == "— (0/2)"
+    delay = (read_cells(studies[0]["cells"])["t_val"] - read_cells(studies[0]["cells"])["t_train"]).mean()
+    assert text[0][5:10] == ["110 (2/2)", "1,750 (2/2)", f"{delay:,.0f}", "0.995 ± 0.007", "0.910 ± 0.014"]
+    assert text[1][6:8] == ["— (0/2)", "—"]
 
 
 def test_curve_table_draws_through_the_plot_verb(studies, tmp_path):
@@ -160,7 +163,9 @@ def test_curve_table_draws_through_the_plot_verb(studies, tmp_path):
     kind = figure_kind("curve_table")
     assert list(kind.inputs(spec, {}, lambda s: [])) == ["cells_0", "phases_0", "cells_1", "phases_1"]
     inputs = {f"{what}_{i}": [study[what]] for i, study in enumerate(studies) for what in ("cells", "phases")}
-    for path in plot("curve_table", inputs, kind.options(spec, {}), tmp_path / "out"):
+    settings = {"task": "modular", "arity": 2, **SETTINGS}
+    for path in plot("curve_table", inputs, kind.options(spec, {"mod_a": settings, "mod_b": settings}),
+                     tmp_path / "out"):
         assert path.stat().st_size > 0
 
 

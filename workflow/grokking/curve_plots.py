@@ -247,18 +247,32 @@ def curves_figure(
     save_figure(fig, pdf, png)
 
 
-def curve_table(studies: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+def setting_text(settings: dict[str, Any]) -> str:
+    """'x / y mod 97, alpha 0.3, batch 512': what a table row's study trains (keys its task lacks are
+    left out)."""
+    parts = [settings["task"]] if "task" in settings else []
+    if "train_fraction" in settings:
+        parts.append(f"alpha {settings['train_fraction']:g}")
+    if "batch_size" in settings:
+        parts.append("full batch" if settings["batch_size"] == 0 else f"batch {settings['batch_size']}")
+    return ", ".join(parts)
+
+
+def curve_table(studies: Sequence[tuple[str, pd.DataFrame, pd.DataFrame]],
+                settings: Sequence[dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per (study, lr, wd) point from its (label, cells, phases): threshold steps as mean
-    over the seeds that reached them and how many did, final accuracies as mean and sample std over
-    seeds, and how many seeds ended in each phase."""
+    over the seeds that reached them and how many did, the delay T_val - T_train over the seeds
+    that reached both, final accuracies as mean and sample std over seeds, and how many seeds ended
+    in each phase; ``settings`` (one dict per study) says what each trains."""
     rows = []
-    for label, cells, phases in studies:
+    for i, (label, cells, phases) in enumerate(studies):
         for (lr, wd), seeds in cells.groupby(["lr", "wd"], sort=True):
             counts = phases[phases["cell_id"].isin(seeds["cell_id"])]["phase"].value_counts()
             rows.append({
-                "label": label, "lr": lr, "wd": wd, "budget": int(seeds["budget"].max()), "seeds": len(seeds),
+                "label": label, "setting": setting_text(settings[i]) if settings else "", "lr": lr, "wd": wd, "budget": int(seeds["budget"].max()), "seeds": len(seeds),
                 "t_train": mean_reached(seeds["t_train"]), "t_train_reached": int(seeds["t_train"].notna().sum()),
                 "t_val": mean_reached(seeds["t_val"]), "t_val_reached": int(seeds["t_val"].notna().sum()),
+                "delay": mean_reached((seeds["t_val"] - seeds["t_train"]).dropna()),
                 "train_acc": seeds["final_train_acc"].mean(), "train_acc_std": seeds["final_train_acc"].std(),
                 "val_acc": seeds["final_val_acc"].mean(), "val_acc_std": seeds["final_val_acc"].std(),
                 **{phase: int(counts.get(phase, 0)) for phase in PHASES},
@@ -274,15 +288,16 @@ def _accuracy_cell(mean: float, std: float) -> str:
     return f"{mean:.3f}" if pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
 
 
-TABLE_HEADER = ["study", "lr", "wd", "budget", "T_train (reached)", "T_val (reached)", "final train acc",
-                "final val acc", *PHASES]
+TABLE_HEADER = ["study", "trains", "lr", "wd", "budget", "T_train (reached)", "T_val (reached)", "delay",
+                "final train acc", "final val acc", *PHASES]
 
 
 def table_text(table: pd.DataFrame) -> list[list[str]]:
     """The rows of ``curve_table`` as the strings the figure shows, in ``TABLE_HEADER`` order."""
-    return [[row.label, f"{row.lr:.3g}", f"{row.wd:.3g}", f"{row.budget:,}",
+    return [[row.label, row.setting, f"{row.lr:.3g}", f"{row.wd:.3g}", f"{row.budget:,}",
              _step_cell(row.t_train, row.t_train_reached, row.seeds),
              _step_cell(row.t_val, row.t_val_reached, row.seeds),
+             "—" if row.delay is None or pd.isna(row.delay) else f"{row.delay:,.0f}",
              _accuracy_cell(row.train_acc, row.train_acc_std), _accuracy_cell(row.val_acc, row.val_acc_std),
              *(str(getattr(row, phase)) for phase in PHASES)]
             for row in table.itertuples()]
@@ -297,6 +312,7 @@ def curve_table_figure(table: pd.DataFrame, pdf: str | Path, png: str | Path, ti
     drawn.set_fontsize(8)
     drawn.auto_set_column_width(list(range(len(TABLE_HEADER))))
     drawn.scale(1, 1.4)
-    note = "T: mean step over the seeds that reached the threshold (reached/seeds); accuracy: mean ± std over seeds"
+    note = ("T: mean step over the seeds that reached the threshold (reached/seeds); delay: T_val - T_train "
+            "over the seeds that reached both; accuracy: mean ± std over seeds")
     ax.set_title(f"{title}\n{note}" if title else note, fontsize="medium")
     save_figure(fig, pdf, png)

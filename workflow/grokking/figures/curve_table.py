@@ -7,6 +7,7 @@ from typing import Any
 
 from grokking.figures import FigureKind, Histories, Inputs, Studies, phases_table
 from grokking.figures.curves import figure_labels
+from grokking.figures.curves import options as curve_options
 
 
 def inputs(spec: dict, studies: Studies, histories: Histories) -> Inputs:
@@ -19,7 +20,8 @@ def inputs(spec: dict, studies: Studies, histories: Histories) -> Inputs:
 
 
 def options(spec: dict, studies: Studies) -> dict[str, Any]:
-    return {"title": spec.get("title", ""), "labels": figure_labels(spec)}
+    return {"title": spec.get("title", ""), "labels": figure_labels(spec),
+            "settings": curve_options(spec, studies)["studies"]}
 
 
 def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:
@@ -27,7 +29,7 @@ def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:
 
     studies = [(label, read_cells(files[f"cells_{i}"][0]), read_cells(files[f"phases_{i}"][0]))
                for i, label in enumerate(options["labels"])]
-    curve_table_figure(curve_table(studies), pdf, png, title=options["title"])
+    curve_table_figure(curve_table(studies, options["settings"]), pdf, png, title=options["title"])
 
 
 KIND = FigureKind("curve_table", inputs, options, draw, caption="curve_table.rst", category="Training curves",
