@@ -21,10 +21,12 @@ equations, a fixed random sample, since measuring all would cost several times t
 code's train accuracy was the running mean over an epoch's minibatches; measured on the whole split,
 both T values describe the same model.
 
-Denormal floats are flushed to zero while a shard trains (``torch.set_flush_denormal``): AdamW's
-second moments of rarely used embeddings decay into the denormal range, where every elementwise
-CPU operation on them is many times slower (measured: the optimizer's share of a step fell from 45 %
-to 15 %, the whole step ran 5.8x faster at 4 members). The setting is restored afterwards.
+Denormal floats are flushed to zero while a shard trains (``torch.set_flush_denormal``), so that no
+member whose AdamW moments decay into the subnormal range can slow the elementwise work of the
+whole shard (subnormal arithmetic is many times slower on CPUs). One profile under heavy load showed
+the optimizer at 45 % of a step without it and 15 % with it; the benchmark later counted no
+subnormals in plain runs at p = 41, so the gain was not confirmed in an interleaved measurement.
+The setting is restored afterwards.
 
 Stopping. By default members train to the budget (``stop_early: false``), since the figures are
 whole curves; a member whose loss becomes NaN/Inf is recorded as diverged and leaves at the next
@@ -47,7 +49,7 @@ from grokking.schedule import eval_steps, is_eval_step
 from grokking.stacked import StackedModel, group_parameters
 from grokking.trainer import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
 
-EVAL_ROWS = 4096  # equations per member and evaluation forward: bounds activation memory
+EVAL_ROWS = 256  # equations per member and evaluation forward: activations stay in cache (135 -> 102 ms per member at 128 vs 4096 rows, benchmarks/modular.py)
 CURVES = ("train_acc", "val_acc", "train_loss", "val_loss", "param_norm")
 
 log = logging.getLogger(__name__)
