@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from engine import MATMUL_OPS, matmul_flops_per_cell_step, step_products  # noqa: E402  (benchmarks/ is not a package)
 from mnist import matmul_flops_per_cell  # noqa: E402
+from modular import forward_flops_per_sequence, make_study, training_rows  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["toy_cls", "toy_regr"])
@@ -98,3 +99,43 @@ def test_products_replayed_alone_are_the_ones_the_compiled_step_calls(config):
     called = sorted(as_key(e.name.removeprefix("aten::"), e.input_shapes) for e in prof.events()
                     if e.name in MATMUL_OPS)
     assert called == replayed
+
+
+@pytest.mark.parametrize("sizes", [dict(p=41, width=128, layers=2, heads=4, batch=64),
+                                   dict(p=7, width=16, layers=3, heads=2, batch=8)])
+def test_modular_flop_count_is_what_a_step_and_an_evaluation_multiply(sizes):
+    """benchmarks/modular.py's FLOPs: a training step is 3x the forward of its batch (the last block
+    at the last position only), an evaluation one forward of each equation."""
+    import argparse
+
+    from torch.nn import functional as F
+
+    from grokking.modular import build_decoder, modular_split
+
+    args = argparse.Namespace(train_fraction=0.5, dtype="float32", **sizes)
+    study = make_study(args, 1, 100)
+    split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
+    model = build_decoder(study, 0)
+    batch = split.x_train[: args.batch], split.y_train[: args.batch]
+    with FlopCounterMode(display=False) as step:
+        F.cross_entropy(model(batch[0]), batch[1]).backward()
+    with FlopCounterMode(display=False) as evaluation, torch.no_grad():
+        model(split.x_val)
+    assert step.get_total_flops() == 3 * args.batch * forward_flops_per_sequence(study)
+    assert evaluation.get_total_flops() == len(split.y_val) * forward_flops_per_sequence(study)
+    n = len(split.y_train)  # an epoch's last batch is smaller
+    assert training_rows(study, n, 2 * -(-n // args.batch)) == 2 * n
+
+
+def test_modular_benchmark_runs_and_ends_with_the_speedup():
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "modular.py"), "--p", "7", "--width", "16", "--heads", "2",
+         "--batch", "8", "--steps", "10", "--members", "2", "--no-compile", "--threaded-members",
+         "--gemm-size", "256"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert re.fullmatch(r"speedup: \d+\.\d\d", lines[-1]), lines[-1]
+    for way in ("baseline (", "engine (2 shards side by side)"):
+        assert any(line.strip().startswith(way) and "updates/s" in line for line in lines), way
