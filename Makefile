@@ -13,10 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## every figure (1-13) on small grids and short budgets (12-19 min on 2 cores, measured)
+demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (about 21-25 min on 2 cores)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (6 to 17 minutes on 2 cores, by machine)
+test: $(VENV)/.installed  ## the whole test suite (7 to 17 minutes on 2 idle cores before the modular tests; 26 at load 3-6)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
