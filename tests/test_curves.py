@@ -82,7 +82,8 @@ def plot(kind: str, inputs: dict[str, list[str]], options: dict, out) -> tuple:
 
 def test_curves_figure_draws_every_panel_through_the_plot_verb(studies, tmp_path):
     spec = {"kind": "curves", "studies": ["mod_a", "mod_b"], "labels": ["add", "add, small wd"],
-            "panels": ["accuracy", "loss", "param_norm", "attn_norm"], "marks": True, "title": "synthetic"}
+            "panels": ["accuracy", "best_accuracy", "loss", "param_norm", "attn_norm"], "marks": True,
+            "title": "synthetic"}
     kind = figure_kind("curves")
     names = kind.inputs(spec, {}, lambda s: [])
     assert list(names) == ["histories_0", "cells_0", "histories_1", "cells_1"]
@@ -117,6 +118,16 @@ def test_seeds_are_aggregated_on_the_steps_they_share():
     np.testing.assert_allclose(band.low, [0.0, 0.4, 0.6])
     np.testing.assert_allclose(band.high, [0.2, 0.6, 0.8])
     assert band.n_seeds == 3
+
+
+def test_best_accuracy_is_the_running_maximum_of_each_seed_before_the_band():
+    from grokking.curve_plots import Curve
+
+    histories = [{"step": np.array([1, 2, 3]), "val_acc": np.array([0.2, 0.1, 0.5])},
+                 {"step": np.array([1, 2, 3]), "val_acc": np.array([0.4, 0.3, 0.2])}]
+    curve = Curve("c", "k", histories, pd.Series([1, 1]), pd.Series([None, None]), 3)
+    np.testing.assert_allclose(curve.band("val_acc_best", None).mean, [0.3, 0.3, 0.45])
+    np.testing.assert_allclose(curve.band("val_acc", None).mean, [0.3, 0.2, 0.35])
 
 
 def test_seeds_that_share_no_step_are_refused():

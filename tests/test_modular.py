@@ -6,8 +6,9 @@ from torch.nn import functional as F
 
 from grokking.config import ConfigError, validate_config
 from grokking.grid import study_cells
-from grokking.modular import Decoder, build_decoder, epoch_order, equations, modular_split
+from grokking.modular import Decoder, build_model, epoch_order, equations, modular_split
 from grokking.schedule import eval_steps
+from grokking.tasks import modular_trainer
 from grokking.tasks.modular_trainer import train_modular_shard
 from grokking.trainer import EngineSettings
 
@@ -51,12 +52,16 @@ def test_last_position_only_equals_every_position(layernorm):
 
 
 def plain_loop(study, cell, split):
-    """One member alone: nn.Module, torch.optim.AdamW and LambdaLR warm-up, as the public code
-    trains (teddykoker/grokking), with the same batch order; curves at the study's evaluation steps."""
-    model = build_decoder(study, cell["model_seed"]).double()
+    """One member alone: nn.Module, torch.optim.AdamW (or SGD) and LambdaLR warm-up, as the public
+    code trains (teddykoker/grokking), with the same batch order; curves at the study's evaluation steps."""
+    model = build_model(study, cell["model_seed"], cell["activation"]).double()
     opt = study["optimizer"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cell["lr"], betas=tuple(opt["betas"]), eps=opt["eps"],
-                                  weight_decay=cell["wd"])
+    if opt["name"] == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=cell["lr"], momentum=opt["momentum"],
+                                    nesterov=opt["nesterov"], weight_decay=cell["wd"])
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cell["lr"], betas=tuple(opt["betas"]),
+                                      eps=opt["eps"], weight_decay=cell["wd"])
     warmup = opt["warmup_steps"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(s / warmup, 1))
     n, batch = len(split.y_train), study["batch_size"]
@@ -79,11 +84,23 @@ def plain_loop(study, cell, split):
     return curves
 
 
-def test_a_member_trained_in_a_shard_equals_the_module_trained_alone_with_torch_adamw():
-    study = small_study(dtype="float64", loss_dtype="float64")
+MODELS = {  # study changes: the transformer eager and compiled, the other architectures, SGD
+    "eager": {}, "compiled": {},
+    "mlp": {"model": {"architecture": "mlp", "width": 8, "hidden": 24}, "activations": ["relu"]},
+    "lstm": {"model": {"architecture": "lstm", "width": 12}},
+    "sgd_nesterov": {"optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
+                     "grid": {"lr": {"values": [0.03, 0.1]}, "wd": {"values": [1e-3]}}},
+}
+
+
+@pytest.mark.parametrize("variant", list(MODELS))
+def test_a_member_trained_in_a_shard_equals_the_module_trained_alone_with_torch_optim(variant, monkeypatch):
+    compiled = variant == "compiled"
+    monkeypatch.setattr(modular_trainer, "COMPILE_FROM_MEMBER_UPDATES", 0)  # compile even this short run
+    study = small_study(dtype="float64", loss_dtype="float64", **MODELS[variant])
     cells = study_cells(study)
     split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
-    result = train_modular_shard(study, cells, {0: split}, EngineSettings(compile=False))
+    result = train_modular_shard(study, cells, {0: split}, EngineSettings(compile=compiled))
     for i in (0, 3):  # two members of four, with different lr and seeds
         cell = cells.iloc[i].to_dict()
         alone = plain_loop(study, cell, split)
@@ -112,6 +129,8 @@ def test_continuing_to_an_extended_budget_equals_one_run():
     ({"train_fraction": 0.001}, "^train_fraction: 0.001 of 121 equations leaves 0 to train"),
     ({"batch_size": 100}, "^batch_size: 100 is larger than the 60 training equations"),
     ({"budget": 65}, "^budget: 65 is not an evaluation step"),
+    ({"activations": ["relu"]}, "^activations: \\['relu'\\]; only the mlp architecture takes relu"),
+    ({"model": {"architecture": "lstm", "layernorm": "post"}}, "^model.layernorm: post is a transformer setting"),
 ])
 def test_bad_modular_settings_name_their_key(changes, message):
     with pytest.raises(ConfigError, match=message.replace("^", "")):
@@ -125,3 +144,15 @@ def test_eval_rows_measures_a_fixed_sample_of_each_split():
     for history in result.history.values():
         assert torch.equal(history["val_acc"] * 20, (history["val_acc"] * 20).round())
     assert set(result.metrics["final_val_acc"] * 20) <= set(range(21))
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "lstm"])
+def test_other_architectures_record_no_attention_norms_and_name_themselves(architecture):
+    from grokking.tasks import task_of
+
+    study = small_study(budget=10, eval={"strides": [{"every": 10, "until": 10}]},
+                        model={"architecture": architecture})
+    split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
+    result = train_modular_shard(study, study_cells(study), {0: split}, EngineSettings(compile=False))
+    assert all("attn_norm" not in h and len(h["val_acc"]) == 1 for h in result.history.values())
+    assert task_of(study).label(study) == f"x + y mod 11, {architecture.upper()}"

@@ -27,12 +27,14 @@ PROJECTION_STYLES = ("-", "--", "-.", ":")
 # What each panel draws: (history key, attention projection or None, line style).
 PANEL_LINES: dict[str, list[tuple[str, int | None, str]]] = {
     "accuracy": [("val_acc", None, "-"), ("train_acc", None, "--")],
+    "best_accuracy": [("val_acc_best", None, "-"), ("train_acc_best", None, "--"), ("val_acc", None, ":")],
     "loss": [("val_loss", None, "-"), ("train_loss", None, "--")],
     "param_norm": [("param_norm", None, "-")],
     "attn_norm": [("attn_norm", k, style) for k, style in enumerate(PROJECTION_STYLES)],
 }
 PANEL_AXES = {  # (y label, title)
     "accuracy": ("accuracy", "accuracy (dotted: threshold)"),
+    "best_accuracy": ("best accuracy so far", "running best (dotted: raw validation)"),
     "loss": ("cross-entropy loss", "loss"),
     "param_norm": ("L2 norm of all parameters", "parameter norm"),
     "attn_norm": ("Frobenius norm", "attention projections, last layer"),
@@ -123,7 +125,12 @@ class Curve:
         return seed_band(runs)
 
 
+BEST = "_best"  # a key ending so is the running maximum of the recorded curve (001 Figs. 6-7's "best accuracy")
+
+
 def _values(history: dict, key: str, projection: int | None) -> np.ndarray:
+    if key.endswith(BEST):
+        return np.maximum.accumulate(_values(history, key.removesuffix(BEST), projection))
     if key not in history:
         raise ValueError(f"a history has no {key!r} (it has {', '.join(history)}): its study's task "
                          f"does not record what this panel draws")
@@ -167,7 +174,7 @@ def _draw_marks(ax: plt.Axes, curve: Curve) -> None:
 
 def _style_panel(ax: plt.Axes, panel: str, thresholds: Sequence[float]) -> None:
     ylabel, title = PANEL_AXES[panel]
-    if panel == "accuracy":
+    if panel in ("accuracy", "best_accuracy"):
         for threshold in sorted(set(thresholds)):
             ax.axhline(threshold, color="gray", lw=0.8, ls=":")
         ax.set_ylim(0, 1.02)
@@ -198,8 +205,10 @@ def _style_handles(panels: Sequence[str], marks: bool) -> list[Line2D]:
     """The keys of the line styles the panels use, in gray."""
     key = dict(color="dimgray", lw=1.2)
     handles = []
-    if {"accuracy", "loss"} & set(panels):
+    if {"accuracy", "loss", "best_accuracy"} & set(panels):
         handles += [Line2D([], [], ls="-", label="validation", **key), Line2D([], [], ls="--", label="train", **key)]
+    if "best_accuracy" in panels:
+        handles += [Line2D([], [], ls=":", label="validation, raw (best-accuracy panel)", **key)]
     if "attn_norm" in panels:
         handles += [Line2D([], [], ls=style, label=f"{name} (attention)", **key)
                     for name, style in zip(PROJECTIONS, PROJECTION_STYLES)]

@@ -163,13 +163,70 @@ class Decoder(nn.Module):
         return logits if every_position else logits[:, -1]
 
 
-def build_decoder(study: dict, model_seed: int) -> Decoder:
-    """A study's decoder with the initialisation of ``model_seed`` (global RNG left untouched)."""
-    model = study["model"]
+class OperandMLP(nn.Module):
+    """MLP on the concatenated embeddings of the operands (x1 .. xK): the operation and "=" tokens
+    are the same in every equation of a study, so they carry nothing. (The course report's code fed
+    its MLP the "=" token alone, which is why its Fig. 4 sits at chance.) ``layers`` hidden layers
+    of ``hidden`` units with ``activation``, then a linear head."""
+
+    def __init__(self, vocab: int, operands: int, width: int = 128, layers: int = 2, hidden: int = 512,
+                 activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, width)
+        sizes = [operands * width] + [hidden] * layers
+        act = {"relu": nn.ReLU, "gelu": nn.GELU}[activation]
+        self.hidden = nn.Sequential(*(module for a, b in zip(sizes, sizes[1:])
+                                      for module in (nn.Linear(a, b), act(), nn.Dropout(dropout))))
+        self.head = nn.Linear(sizes[-1], vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [batch, 2K] (``x1 o x2 ... xK =``) -> logits [batch, vocab]."""
+        operands = self.tokens(tokens[:, 0::2])  # [batch, K, width]
+        return self.head(self.hidden(operands.flatten(1)))
+
+
+class SequenceLSTM(nn.Module):
+    """LSTM over the whole token sequence (embedding, ``layers`` layers of ``width``), the answer
+    read from the last position's output. ``VmapLSTM`` (plain tensor operations) so that members
+    stack; the same parameters and numbers as ``nn.LSTM``."""
+
+    def __init__(self, vocab: int, width: int = 128, layers: int = 2, dropout: float = 0.0):
+        super().__init__()
+        from grokking.stacked import VmapLSTM  # torch.func machinery, only where an LSTM is built
+
+        self.tokens = nn.Embedding(vocab, width)
+        self.lstm = VmapLSTM(width, width, num_layers=layers, batch_first=True, dropout=dropout)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [batch, T] -> logits [batch, vocab] at the last position."""
+        output, _ = self.lstm(self.tokens(tokens))
+        return self.head(output[:, -1])
+
+
+ARCHITECTURES = ("transformer", "mlp", "lstm")
+
+
+def build_model(study: dict, model_seed: int, activation: str = "gelu") -> nn.Module:
+    """A study's model (``model.architecture``) with the initialisation of ``model_seed`` (global
+    RNG left untouched); ``activation`` is the cell's, used by the MLP (the transformer's is GELU)."""
+    model, vocab = study["model"], vocabulary(study["p"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(model_seed))
-        return Decoder(vocabulary(study["p"]), 2 * study["arity"], model["width"], model["layers"],
-                       model["heads"], model["dropout"], model["layernorm"])
+        if model["architecture"] == "mlp":
+            return OperandMLP(vocab, study["arity"], model["width"], model["layers"],
+                              model["hidden"] or 4 * model["width"], activation, model["dropout"])
+        if model["architecture"] == "lstm":
+            return SequenceLSTM(vocab, model["width"], model["layers"], model["dropout"])
+        return Decoder(vocab, 2 * study["arity"], model["width"], model["layers"], model["heads"],
+                       model["dropout"], model["layernorm"])
+
+
+def build_decoder(study: dict, model_seed: int) -> Decoder:
+    """A study's transformer (the default architecture): ``build_model`` for a transformer study."""
+    if study["model"].get("architecture", "transformer") != "transformer":
+        raise ValueError(f"model.architecture is {study['model']['architecture']}, not transformer")
+    return build_model({**study, "model": {"architecture": "transformer", **study["model"]}}, model_seed)
 
 
 PROJECTIONS = ("q", "k", "v", "o")

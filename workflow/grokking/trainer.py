@@ -118,8 +118,8 @@ def metrics_table(cells: pd.DataFrame, final: dict[str, torch.Tensor], budget: i
 
 def running_state(cells: pd.DataFrame, members: Members, params: dict[str, torch.Tensor], optimizer: Any,
                   step: int, **extra: Any) -> dict[str, Any] | None:
-    """Full state (parameters, AdamW moments, thresholds) of the members that neither converged nor
-    diverged, for a continuation; None when there is none."""
+    """Full state (parameters, the optimizer's per-member state such as AdamW's moments, thresholds)
+    of the members that neither converged nor diverged, for a continuation; None when there is none."""
     m = members
     running = ~(((m.t_train >= 0) & (m.t_val >= 0)) | (m.diverged_at >= 0))
     rows = running.nonzero().squeeze(1)
@@ -131,8 +131,7 @@ def running_state(cells: pd.DataFrame, members: Members, params: dict[str, torch
         "step": step,
         **extra,
         "params": {n: take(v) for n, v in params.items()},
-        "exp_avg": {n: take(v) for n, v in optimizer.exp_avg.items()},
-        "exp_avg_sq": {n: take(v) for n, v in optimizer.exp_avg_sq.items()},
+        **{name: {n: take(v) for n, v in getattr(optimizer, name).items()} for name in optimizer.state_names},
         **{k: take(getattr(m, k)) for k in RESULT_KEYS},
     }
 
@@ -141,7 +140,7 @@ class ShardTrainer:
     """The task-independent half of a shard's training (see the module docstring).
 
     A subclass sets ``members``, ``params`` (stacked, ``{name: [M, ...]}``) and ``optimizer`` (a
-    batched optimizer with ``select`` and AdamW's ``exp_avg``/``exp_avg_sq``), ``n_train`` and
+    batched optimizer of ``grokking.optim``: ``select`` and its ``state_names``), ``n_train`` and
     ``n_val``, and calls ``start_record`` once its members exist.
     """
 
@@ -204,8 +203,8 @@ class ShardTrainer:
         with torch.no_grad():
             for n in self.params:
                 self.params[n].copy_(take(state["params"][n]))
-                self.optimizer.exp_avg[n].copy_(take(state["exp_avg"][n]))
-                self.optimizer.exp_avg_sq[n].copy_(take(state["exp_avg_sq"][n]))
+                for name in self.optimizer.state_names:
+                    getattr(self.optimizer, name)[n].copy_(take(state[name][n]))
         self.optimizer.step_count = self.start_step = int(state["step"])
         for key in RESULT_KEYS:
             setattr(self.members, key, take(state[key]))

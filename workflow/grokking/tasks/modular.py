@@ -1,4 +1,4 @@
-"""Modular arithmetic (Power et al. 2022) with a decoder transformer: papers 001, 003 and 004.
+"""Modular arithmetic (Power et al. 2022): papers 001, 003 and 004; a decoder transformer, an MLP or an LSTM.
 
 The equations, their split and the model are ``grokking.modular``; a shard trains in
 ``tasks.modular_trainer``. Each study owns its data file (one split per data seed).
@@ -55,7 +55,15 @@ def check(study: dict[str, Any]) -> None:
                          f"{n_train} to train and {n - n_train} to validate")
     if study["batch_size"] > n_train:
         raise ValueError(f"batch_size: {study['batch_size']} is larger than the {n_train} training equations")
-    if study["model"]["width"] % study["model"]["heads"]:
+    model = study["model"]
+    if model["architecture"] != "transformer" and model["layernorm"] != "pre":
+        raise ValueError(f"model.layernorm: {model['layernorm']} is a transformer setting, and "
+                         f"model.architecture is {model['architecture']}")
+    if model["architecture"] != "mlp" and study["activations"] != ["gelu"]:
+        raise ValueError(f"activations: {study['activations']}; only the mlp architecture takes relu")
+    if model["architecture"] == "lstm" and model["dropout"] and model["layers"] == 1:
+        raise ValueError("model.dropout acts between LSTM layers, and model.layers is 1")
+    if model["architecture"] == "transformer" and model["width"] % model["heads"]:
         raise ValueError(f"model.width: {study['model']['width']} is not a multiple of model.heads "
                          f"{study['model']['heads']}")
     try:
@@ -80,7 +88,9 @@ def train(study, cells, data_path, settings, resume):
 def label(study: dict[str, Any]) -> str:
     operands = " + ".join(f"x{i}" for i in range(1, study["arity"] + 1)) if study["arity"] > 2 else (
         f"x {SYMBOLS[study['operation']]} y")
-    return f"{operands} mod {study['p']}"
+    architecture = study.get("model", {}).get("architecture", "transformer")
+    model = "" if architecture == "transformer" else f", {architecture.upper()}"
+    return f"{operands} mod {study['p']}{model}"
 
 
 TASK = Task("modular", dataset, check, train, label,

@@ -1,10 +1,12 @@
-"""Train a shard of modular-arithmetic cells (decoder transformers) as one stacked ensemble.
+"""Train a shard of modular-arithmetic cells (transformers, MLPs or LSTMs) as one stacked ensemble.
 
-The members are ordinary ``grokking.modular.Decoder`` modules stacked by ``grokking.stacked``
-(vmap over ``functional_call``, gradients by autograd: no hand-written backward), updated by the
-batched AdamW of ``grokking.optim`` with per-member lr and weight decay and the public code's linear
-warm-up. A member trained in a shard follows the trajectory of the same module trained alone with
-``torch.optim.AdamW`` (tests/test_modular.py).
+The members are ordinary ``nn.Module`` s of ``grokking.modular`` (``Decoder``, ``OperandMLP``,
+``SequenceLSTM``) stacked by ``grokking.stacked`` (``torch.func.grad_and_value`` under ``vmap`` over
+``functional_call``: no hand-written backward), updated by the batched AdamW, Adam or SGD of
+``grokking.optim`` with per-member lr and weight decay and the public code's linear warm-up. A
+member trained in a shard follows the trajectory of the same module trained alone with
+``torch.optim`` (tests/test_modular.py). Long shards compile the stacked step and the evaluation
+forward (``COMPILE_FROM_MEMBER_UPDATES``).
 
 Step s = 1, 2, ... is the s-th optimizer update. Each member visits its training equations in its
 own order, reshuffled every epoch (``modular.epoch_order``: seeded by batch_seed, the member's model
@@ -14,7 +16,8 @@ order depends on the step only, so a continuation replays it.
 
 Evaluation (study key ``eval``, ``grokking.schedule``): at every step of the schedule, the model after
 s updates is run on the whole training and validation split; accuracy and mean cross-entropy of
-both, the parameter norm and the Q/K/V/output projection norms of every layer are recorded. T_train
+both, the parameter norm and (transformers) the Q/K/V/output projection norms of every layer are
+recorded. T_train
 and T_val are the first evaluation steps at which an accuracy reaches (>=) ``threshold``. With
 ``eval_rows``, large splits (K-ary sums: 69k equations) are measured on their first ``eval_rows``
 equations, a fixed random sample, since measuring all would cost several times the training. The public
@@ -43,12 +46,17 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from grokking.modular import ModularSplit, attention_norm_names, build_decoder, epoch_order
+from grokking.modular import ModularSplit, attention_norm_names, build_model, epoch_order
 from grokking.optim import make_optimizer
 from grokking.schedule import eval_steps, is_eval_step
 from grokking.stacked import StackedModel, group_parameters
 from grokking.trainer import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
 
+# Compiling the stacked step and evaluation forward costs 30-45 s per shard job and saves about 2 ms
+# per member-update at M = 8 (12 at M = 1; benchmarks/modular.py): below this many member-updates a
+# shard trains eager. Results agree to rounding either way (tests/test_modular.py).
+COMPILE_FROM_MEMBER_UPDATES = 20_000
+PADDING = -100  # the answer of the rows that pad an evaluation's last chunk (cross_entropy's ignore_index)
 EVAL_ROWS = 256  # equations per member and evaluation forward: activations stay in cache (135 -> 102 ms per member at 128 vs 4096 rows, benchmarks/modular.py)
 CURVES = ("train_acc", "val_acc", "train_loss", "val_loss", "param_norm")
 
@@ -87,19 +95,25 @@ class ModularShardTrainer(ShardTrainer):
     # ----------------------------------------------------------------------------- set-up
     def _build(self, splits: dict[int, ModularSplit], resume: dict[str, Any] | None) -> None:
         cells, dev, M, study = self.cells, self.device, len(self.cells), self.study
-        self.model = StackedModel([build_decoder(study, int(s)) for s in cells["model_seed"]],
-                                  dtype=self.dtype, device=dev)
+        updates = M * (study["budget"] - (resume or {}).get("step", 0))
+        compiles = self.settings.compile and updates >= COMPILE_FROM_MEMBER_UPDATES
+        log.info("%d member-updates: the stacked step runs %s", updates, "compiled" if compiles else "eager")
+        members = [build_model(study, int(s), a) for s, a in zip(cells["model_seed"], cells["activation"])]
+        self.model = StackedModel(members, dtype=self.dtype, device=dev, compile=compiles)
         self.model.train(study["model"]["dropout"] > 0)
         self.params = self.model.params
         groups = group_parameters(self.params, {"all": ("",)})
         f64 = dict(dtype=torch.float64, device=dev)
         optimizer = study["optimizer"]
+        if optimizer["name"] == "sgd":
+            settings = dict(momentum=optimizer["momentum"], nesterov=optimizer["nesterov"])
+        else:
+            settings = dict(betas=tuple(optimizer["betas"]), eps=optimizer["eps"])
         self.optimizer = make_optimizer(
             optimizer["name"], self.params, groups,
             {"all": torch.tensor(cells["lr"].to_numpy(), **f64)},
             {"all": torch.tensor(cells["wd"].to_numpy(), **f64)},
-            betas=tuple(optimizer["betas"]), eps=optimizer["eps"], warmup_steps=optimizer["warmup_steps"],
-            compile=self.settings.compile,
+            warmup_steps=optimizer["warmup_steps"], compile=self.settings.compile, **settings,
         )
         data = [splits[int(s)] for s in cells["data_seed"]]
         stack = lambda key: torch.stack([getattr(d, key) for d in data]).to(dev)  # noqa: E731
@@ -114,9 +128,12 @@ class ModularShardTrainer(ShardTrainer):
         self.history_steps = torch.tensor(steps, dtype=torch.long)
         self.history_row = {s: i for i, s in enumerate(steps)}
         self.history = {key: torch.full((len(steps), M), float("nan")) for key in CURVES}
-        layers = study["model"]["layers"]
-        self.attention_names = attention_norm_names(layers)
-        self.history["attn_norm"] = torch.full((len(steps), M, layers, 4), float("nan"))
+        if study["model"]["architecture"] == "transformer":
+            layers = study["model"]["layers"]
+            self.attention_names = attention_norm_names(layers)
+            self.history["attn_norm"] = torch.full((len(steps), M, layers, 4), float("nan"))
+        else:
+            self.attention_names = []
 
     def load_resume(self, state: dict[str, Any]) -> None:
         """As every task's, and the batch order must be the one the saved run used."""
@@ -139,24 +156,34 @@ class ModularShardTrainer(ShardTrainer):
         m.order = torch.stack([epoch_order(self.n_equations, self.study["batch_seed"], int(seed), epoch)
                                for seed in m.model_seed.cpu()]).to(self.device)
 
-    def _losses(self, logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-        """[M] mean cross-entropy of each member (computed in ``loss_dtype``)."""
+    def _member_loss(self, logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """One member's mean cross-entropy (in ``loss_dtype``): the loss it trains on."""
+        return F.cross_entropy(logits.to(self.loss_dtype), answers)
+
+    def _row_losses(self, logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+        """[M, rows] cross-entropy of every row (in ``loss_dtype``); rows answered ``PADDING`` count 0."""
         M, rows = answers.shape
         per_row = F.cross_entropy(logits.reshape(M * rows, -1).to(self.loss_dtype), answers.reshape(-1),
-                                  reduction="none")
-        return per_row.view(M, rows).mean(1)
+                                  reduction="none", ignore_index=PADDING)
+        return per_row.view(M, rows)
 
     @torch.no_grad()
     def _measure(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[M] correct answers and mean loss of every member over all its rows of x [M, n, T]."""
-        M = len(x)
+        """[M] correct answers and mean loss of every member over all its rows of x [M, n, T].
+
+        The rows go through the model in chunks of ``EVAL_ROWS``, the last one padded with
+        ``PADDING`` rows that count neither as correct nor in the loss: every chunk has one shape,
+        so the compiled forward is compiled once."""
+        M, n = y.shape
+        pad = -n % EVAL_ROWS
+        x, y = F.pad(x, (0, 0, 0, pad)), F.pad(y, (0, pad), value=PADDING)
         correct = torch.zeros(M, dtype=torch.long, device=self.device)
         loss = torch.zeros(M, dtype=torch.float64, device=self.device)
         for xs, ys in zip(x.split(EVAL_ROWS, 1), y.split(EVAL_ROWS, 1)):
-            logits = self.model(xs, in_dims=0)  # [M, rows, vocab]
+            logits = self.model(xs.contiguous(), in_dims=0)  # [M, EVAL_ROWS, vocab]
             correct += (logits.argmax(-1) == ys).sum(1)
-            loss += self._losses(logits, ys).double() * ys.shape[1]
-        return correct, loss / y.shape[1]
+            loss += self._row_losses(logits, ys).double().sum(1)
+        return correct, loss / n
 
     @torch.no_grad()
     def _evaluate(self, step: int) -> None:
@@ -173,14 +200,15 @@ class ModularShardTrainer(ShardTrainer):
         m.t_val = torch.where(alive & (m.t_val < 0) & (val_correct >= self.need_val), step, m.t_val)
         p = self.model.params
         norm = torch.sqrt(sum(v.detach().double().pow(2).flatten(1).sum(1) for v in p.values()))
-        attention = torch.stack([torch.stack([p[n].detach().flatten(1).norm(dim=1) for n in layer], 1)
-                                 for layer in self.attention_names], 1)  # [M, layers, 4]
         row, ids = self.history_row[step], m.ids.cpu()
         values = {"train_acc": train_correct / self.n_train, "val_acc": val_correct / self.n_val,
                   "train_loss": train_loss, "val_loss": val_loss, "param_norm": norm}
         for key, value in values.items():
             self.history[key][row, ids] = value.float().cpu()
-        self.history["attn_norm"][row, ids] = attention.float().cpu()
+        if self.attention_names:
+            attention = torch.stack([torch.stack([p[n].detach().flatten(1).norm(dim=1) for n in layer], 1)
+                                     for layer in self.attention_names], 1)  # [M, layers, 4]
+            self.history["attn_norm"][row, ids] = attention.float().cpu()
 
     def run(self) -> ShardResult:
         flushing = torch.set_flush_denormal(True)
@@ -203,10 +231,9 @@ class ModularShardTrainer(ShardTrainer):
             rows = m.order[:, position * self.batch:(position + 1) * self.batch]  # [M, b]
             x = m.x_train.gather(1, rows.unsqueeze(-1).expand(-1, -1, m.x_train.shape[-1]))
             y = m.y_train.gather(1, rows)
-            losses = self._losses(self.model(x, in_dims=0), y)
-            m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(losses.detach()), step,
-                                        m.diverged_at)
-            self.optimizer.step(self.model.gradients(losses))
+            _, losses, grads = self.model.value_and_gradients(self._member_loss, (x,), (y,), 0, 0)
+            m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(losses), step, m.diverged_at)
+            self.optimizer.step(grads)
             cell_steps += len(m)
             evaluated = step in self.history_row
             if evaluated:
