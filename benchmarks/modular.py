@@ -8,7 +8,7 @@ at each, accuracy and loss on the whole train and validation split, parameter an
     ``LambdaLR`` (the public code's loop, as tests/test_modular.py's ``plain_loop``), the members
     spread over one single-threaded process per core;
 (b) engine, side by side: the members as shards of M (``ModularShardTrainer``: vmap-stacked
-    members, batched AdamW, compiled update), one shard per single-threaded process per core, as the
+    members, the compiled stacked step, batched AdamW), one shard per single-threaded process per core, as the
     pipeline runs its shard jobs (``--threads 1`` each);
 (c) engine, threaded: the same shards one after another in one process with
     ``torch.set_num_threads(cores)``; by default at M = 8 only (``--threaded-members``), since on
@@ -44,44 +44,44 @@ parameters and AdamW moments at the end of each run and the benchmark prints the
 run here, and 0 at every 500th step of a 6000-step run at p = 41 (parameters, gradients, moments),
 so at these sizes flushing would not change the baseline's speed and was not measured separately.
 
-Measured on this 2-core machine on 2026-11-28 under load (a Snakemake demo, its training jobs and
-others' test runs beside it: load average 4-6.6 on 2 cores), the default run (100 steps, 10
-evaluations; 13 minutes), member-updates/s:
+Measured on this 2-core machine on 2026-11-28 at load 1-2 (nothing else running), with the
+compiled stacked step (``torch.func.grad_and_value`` under ``vmap``, ``torch.compile``), the default
+run (100 steps, 10 evaluations; 8 minutes), member-updates/s:
 
                      whole run (100 steps)      training alone         30,000 steps
     M per shard   baseline  engine  speedup   baseline  engine  speedup   (projected)
-         1          37.8     31.7    0.84x      53.9     45.7    0.85x      0.85x
-         8          36.6     43.6    1.19x      52.3     77.7    1.48x      1.46x
-        32          32.0     37.5    1.17x      45.4     87.9    1.94x      1.85x
+         1          97.9    117.3    1.20x     151.6    218.9    1.44x      1.42x
+         8          80.2    147.0    1.83x     122.4    296.0    2.42x      2.36x
+        32          78.1    157.5    2.02x     119.1    336.8    2.83x      2.75x
 
-An earlier run with ``--steps 200`` (load 5-6, 28 minutes with the threaded engine at M = 32): whole
-run 0.86x / 1.17x / 1.01x, training alone 0.86x / 1.47x / 1.62x, projected 0.86x / 1.44x / 1.56x at
-M = 1 / 8 / 32. The threaded engine (one process, 2 threads) ran at 0.34x the baseline at M = 8
-(default run) and 0.48x at M = 32 (200 steps): on a busy machine its threads wait for each other, so
-side by side is the engine's figure. ``--quick`` (M = 8, 50 steps, two runs, 2 min 2 s and 2 min 17 s):
-1.45x / 1.25x whole run, 1.82x / 1.54x training alone. Matrix products (the GEMM rate moved between 133 and 234 GFLOP/s with the load): training
-alone the baseline reached 18-26 GFLOP/s (9-17 % of GEMM), the engine 18 (M = 1) to 39 (10-26 %);
-one step's products alone ran at 63-94 GFLOP/s in the baseline's shapes and 71-106 in the engine's
-(27-71 %). So the products take 30-50 % of a training step's time in either way; the rest (AdamW,
-elementwise work, dispatch) costs as much again or more.
+Matrix products, training alone: the baseline 16-19 % of the GEMM rate (274-319 GFLOP/s for the two
+processes), the engine 28 / 40 / 48 % at M = 1 / 8 / 32; one step's own products replayed back to
+back reach 50-59 % in the baseline's shapes and 42 / 55 / 68 % in the engine's. The compiled step is
+within 70 % of what its products alone allow at M = 32, so the rest of a step (AdamW about 10 %,
+the loss, copies) is now a third of it, where it was more than half eager. The 3x target of the issue
+is met nowhere and nearly at M = 32 (2.83x training alone); 60 % of the GEMM rate over the whole step
+is not reachable with these shapes (the products alone reach 42-68 %), so 48 % is the figure.
 
-How to read it. The engine's gain is in the training step (1.5-1.9x from 8 members per shard); at one
-member per shard it is slower than the plain module (vmap and the batched optimizer cost more than
-they save). Its evaluations are slower per member than the module's (31, 45, 58 % of its whole run at
-M = 1, 8, 32; the baseline's about 30 %), which eats the gain in short runs; over a 3e4-step run
-evaluation is a small share and the projected speedup is close to the training-alone one.
-Evaluation hot spots (torch.profiler, one evaluation of 32 members, one thread): the vmapped
-``nn.Linear`` runs as addmm -> bmm + a separate bias add (aten::add 24 % of the evaluation, 34 ms per
-member against 2.5 ms in the module), and the whole split of 32 members at once (EVAL_ROWS 4096 rows
-per member) builds activations far out of cache: 135 ms per member, 102 with 128 rows per member per
-chunk, the module alone 90.
+Before the step was compiled (same day, load 4-6.6, eager vmap + autograd): training alone 0.85x /
+1.48x / 1.94x, whole run 0.84x / 1.19x / 1.17x at M = 1 / 8 / 32, 10-26 % of GEMM. What compiling
+changed (one core, M = 8, batch 64, p = 41): forward + backward 65.7 -> 48.4 ms eager vs compiled,
+optimizer 17.8 -> 4.1 ms (the eager benchmark ran the eager update), evaluation 17.3 -> 9.4 s per
+200-step run; at M = 1 the step went from 22.8 to 8.3 ms. Compiling costs 26-48 s per process and
+shard size here (``compile warm-up``), which is why shards that push fewer than 20,000 x 64 equations
+stay eager (``COMPILE_FROM_EQUATIONS``).
+
+Evaluations are half of the engine's short run (46-53 %): the default schedule evaluates densely
+early, and an evaluation measures the whole splits (3.67 GFLOP per member). Over a 3e4-step run they
+are a small share, and the projected speedup is close to the training-alone one. The threaded
+engine (one process, 2 threads) ran at a third to a half of the baseline on a busy machine earlier
+the same day: side by side is the engine's figure.
 
 Shared machines drift by tens of per cent within minutes; each M measures the GEMM rate, the
 baseline and the engine back to back, and with ``--rounds`` > 1 the summary takes each one's best
 round. The last line is exactly ``speedup: X.XX`` (whole run, side by side, at the largest M).
 
-    python benchmarks/modular.py --quick      # M = 8, 50 steps: 2-2.5 minutes on 2 busy cores
-    python benchmarks/modular.py              # M = 1, 8, 32, 100 steps: 13 minutes on 2 busy cores
+    python benchmarks/modular.py --quick      # M = 8, 50 steps: 2.5 minutes on 2 idle cores
+    python benchmarks/modular.py              # M = 1, 8, 32, 100 steps: 8 minutes on 2 idle cores
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def _engine_worker(job: tuple) -> tuple[float, float, float]:
     torch.set_num_threads(threads)
     # The pipeline compiles shards of 3e4-step runs, which the benchmark projects to; its own short
     # runs fall below the threshold, so it is lifted here.
-    modular_trainer.COMPILE_FROM_MEMBER_UPDATES = 0
+    modular_trainer.COMPILE_FROM_EQUATIONS = 0
     split = modular_split(study["p"], study["operation"], study["arity"], study["train_fraction"], 0)
     start = time.perf_counter()
     _engine_shard({**study, "budget": WARMUP_STEPS}, shards[0], split, compile)  # compiles outside the timing
@@ -443,7 +443,7 @@ def main() -> None:
                         help="M at which to also run the engine in one process of --cores threads "
                              "(default: 8 when measured; quick: none)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
-                        help="the engine's compiled AdamW update (default on, as the pipeline)")
+                        help="the engine's compiled step and AdamW update (default on, as the pipeline)")
     parser.add_argument("--flush-baseline", action="store_true", help="flush denormals in the baseline too")
     parser.add_argument("--gemm-size", type=int, default=2048, help="n of the n^3 GEMM that sets the ceiling")
     parser.add_argument("--p", type=int, default=41)

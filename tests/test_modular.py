@@ -96,7 +96,7 @@ MODELS = {  # study changes: the transformer eager and compiled, the other archi
 @pytest.mark.parametrize("variant", list(MODELS))
 def test_a_member_trained_in_a_shard_equals_the_module_trained_alone_with_torch_optim(variant, monkeypatch):
     compiled = variant == "compiled"
-    monkeypatch.setattr(modular_trainer, "COMPILE_FROM_MEMBER_UPDATES", 0)  # compile even this short run
+    monkeypatch.setattr(modular_trainer, "COMPILE_FROM_EQUATIONS", 0)  # compile even this short run
     study = small_study(dtype="float64", loss_dtype="float64", **MODELS[variant])
     cells = study_cells(study)
     split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)

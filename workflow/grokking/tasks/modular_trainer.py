@@ -6,7 +6,7 @@ The members are ordinary ``nn.Module`` s of ``grokking.modular`` (``Decoder``, `
 ``grokking.optim`` with per-member lr and weight decay and the public code's linear warm-up. A
 member trained in a shard follows the trajectory of the same module trained alone with
 ``torch.optim`` (tests/test_modular.py). Long shards compile the stacked step and the evaluation
-forward (``COMPILE_FROM_MEMBER_UPDATES``).
+forward (``COMPILE_FROM_EQUATIONS``).
 
 Step s = 1, 2, ... is the s-th optimizer update. Each member visits its training equations in its
 own order, reshuffled every epoch (``modular.epoch_order``: seeded by batch_seed, the member's model
@@ -53,9 +53,10 @@ from grokking.stacked import StackedModel, group_parameters
 from grokking.trainer import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
 
 # Compiling the stacked step and evaluation forward costs 30-45 s per shard job and saves about 2 ms
-# per member-update at M = 8 (12 at M = 1; benchmarks/modular.py): below this many member-updates a
-# shard trains eager. Results agree to rounding either way (tests/test_modular.py).
-COMPILE_FROM_MEMBER_UPDATES = 20_000
+# per member-update of 64 equations at M = 8 (12 at M = 1; benchmarks/modular.py): a shard that will
+# push fewer equations than this through its members (updates x batch) trains eager. Results agree
+# to rounding either way (tests/test_modular.py).
+COMPILE_FROM_EQUATIONS = 20_000 * 64
 PADDING = -100  # the answer of the rows that pad an evaluation's last chunk (cross_entropy's ignore_index)
 EVAL_ROWS = 256  # equations per member and evaluation forward: activations stay in cache (135 -> 102 ms per member at 128 vs 4096 rows, benchmarks/modular.py)
 CURVES = ("train_acc", "val_acc", "train_loss", "val_loss", "param_norm")
@@ -96,8 +97,9 @@ class ModularShardTrainer(ShardTrainer):
     def _build(self, splits: dict[int, ModularSplit], resume: dict[str, Any] | None) -> None:
         cells, dev, M, study = self.cells, self.device, len(self.cells), self.study
         updates = M * (study["budget"] - (resume or {}).get("step", 0))
-        compiles = self.settings.compile and updates >= COMPILE_FROM_MEMBER_UPDATES
-        log.info("%d member-updates: the stacked step runs %s", updates, "compiled" if compiles else "eager")
+        compiles = self.settings.compile and updates * self.batch >= COMPILE_FROM_EQUATIONS
+        log.info("%d member-updates of %d equations: the stacked step runs %s", updates, self.batch,
+                 "compiled" if compiles else "eager")
         members = [build_model(study, int(s), a) for s, a in zip(cells["model_seed"], cells["activation"])]
         self.model = StackedModel(members, dtype=self.dtype, device=dev, compile=compiles)
         self.model.train(study["model"]["dropout"] > 0)
