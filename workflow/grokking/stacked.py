@@ -15,9 +15,11 @@ How it works (the PyTorch "model ensembling" recipe):
   the code of ``forward``. ``torch.func.functional_call(base, member state, inputs)`` runs that
   code on one member's tensors, and ``torch.func.vmap`` maps it over the member dimension, so every
   layer becomes one batched kernel over all members.
-- Gradients come from autograd: one ``torch.autograd.grad(losses.sum(), params)``. Members never
-  mix (member m's output depends on member m's slices only), so the gradient of the sum with
-  respect to member m's slice is member m's own gradient, and a NaN stays in its member.
+- Gradients: ``value_and_gradients`` maps ``torch.func.grad_and_value`` of one member's loss over
+  the members (one graph that ``torch.compile`` can fuse; ``compile=True``); ``gradients`` takes
+  them from autograd instead, one ``torch.autograd.grad(losses.sum(), params)``. Members never mix
+  (member m's output depends on member m's slices only), so the gradient of the sum with respect
+  to member m's slice is member m's own gradient, and a NaN stays in its member.
 
 What vmap batches (torch 2.14, CPU; checked by the tests):
 
@@ -207,12 +209,15 @@ class StackedModel:
     def _function(self, key: tuple, build: Callable[[], Callable]) -> Callable:
         """The vmapped function ``build`` makes, built once per signature ``key`` and, with
         ``compile``, compiled by ``torch.compile``: Inductor fuses the bias adds vmap keeps apart
-        from the products, the activations and the loss into a few loops (about 3x fewer
-        milliseconds per member-step for a small transformer on one CPU core, benchmarks/modular.py).
-        Compiled with dynamic shapes, so one graph serves every batch size and member count (an
-        epoch's smaller last batch, evaluation chunks, compaction) at the speed of a static one
-        here; compiling costs 20-35 s per process and function on this machine (10 s from
-        Inductor's on-disk cache), so it pays only for long runs."""
+        from the products, the activations and the loss into a few loops (a training step 2-2.7x
+        faster for a small transformer on one CPU core, benchmarks/modular.py). Shapes start
+        static; a dimension that changes (an epoch's smaller last batch, compaction) is made
+        dynamic at its first recompilation. All compiled functions share Dynamo's cache of vmap's
+        wrapper (8 entries, then eager with a warning), so callers keep input shapes few: the
+        modular trainer pads its evaluation chunks to one shape. (``dynamic=True`` from the start
+        was tried: the batched ``linear`` failed on symbolic weight sizes and Dynamo then skipped
+        the wrapper for good, training steps included.) Compiling costs 20-45 s per process and
+        function here (about 10 s from Inductor's on-disk cache), so it pays only for long runs."""
         if key not in self._functions:
             function = build()
             self._functions[key] = torch.compile(function) if self.compile else function
@@ -256,7 +261,7 @@ class StackedModel:
 
         with _batchable_attention(self.math_attention):
             mapped = self._function(("value_and_gradients", loss_fn, dims, tdims, self.randomness), build)
-            params = {n: p.detach() for n, p in self.params.items()}  # functorch differentiates; autograd need not record
+            params = {n: p.detach() for n, p in self.params.items()}  # functorch differentiates, not autograd
             grads, (losses, output) = mapped(params, self.buffers, *inputs, *targets)
         return output, losses, grads
 
