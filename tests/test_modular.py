@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from grokking.config import ConfigError, validate_config
 from grokking.grid import study_cells
-from grokking.modular import Decoder, build_model, epoch_order, equations, modular_split
+from grokking.modular import Decoder, build_model, epoch_order, equations, input_noise, modular_split
 from grokking.schedule import eval_steps
 from grokking.tasks import modular_trainer
 from grokking.tasks.modular_trainer import train_modular_shard
@@ -54,7 +54,7 @@ def test_last_position_only_equals_every_position(layernorm):
 def plain_loop(study, cell, split):
     """One member alone: nn.Module, torch.optim.AdamW (or SGD) and LambdaLR warm-up, as the public
     code trains (teddykoker/grokking), with the same batch order; curves at the study's evaluation steps."""
-    model = build_model(study, cell["model_seed"], cell["activation"]).double()
+    model = build_model(study, cell["model_seed"], cell["activation"], cell.get("init_scale", 1.0)).double()
     opt = study["optimizer"]
     if opt["name"] == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=cell["lr"], momentum=opt["momentum"],
@@ -72,7 +72,10 @@ def plain_loop(study, cell, split):
         epoch, position = divmod(step - 1, per_epoch)
         order = epoch_order(n, study["batch_seed"], cell["model_seed"], epoch)
         rows = order[position * batch:(position + 1) * batch]
-        loss = F.cross_entropy(model(split.x_train[rows]), split.y_train[rows])
+        x = split.x_train[rows]
+        noise = input_noise((len(rows), x.shape[1], study["model"]["width"]), cell.get("noise", 0.0),
+                            study["batch_seed"], cell["model_seed"], step).double()
+        loss = F.cross_entropy(model(x, noise) if cell.get("noise") else model(x), split.y_train[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -90,6 +93,8 @@ MODELS = {  # study changes: the transformer eager and compiled, the other archi
     "lstm": {"model": {"architecture": "lstm", "width": 12}},
     "sgd_nesterov": {"optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": True},
                      "grid": {"lr": {"values": [0.03, 0.1]}, "wd": {"values": [1e-3]}}},
+    "noise_init_scale": {"grid": {"lr": {"values": [1e-3]}, "wd": {"values": [1.0]}, "noise": {"values": [0, 0.5]},
+                                  "init_scale": {"values": [0.5, 2.0]}}},
 }
 
 
@@ -127,7 +132,8 @@ def test_continuing_to_an_extended_budget_equals_one_run():
     ({"operation": "div", "p": 12}, "^p: 12 is not prime"),
     ({"arity": 3, "operation": "sub"}, "^operation: sub with arity 3"),
     ({"train_fraction": 0.001}, "^train_fraction: 0.001 of 121 equations leaves 0 to train"),
-    ({"batch_size": 100}, "^batch_size: 100 is larger than the 60 training equations"),
+    ({"model": {"architecture": "mlp"}, "grid": {"lr": {"values": [1e-3]}, "wd": {"values": [1.0]}, "noise": {"values": [0.1]}}},
+     "grid.noise is added to a transformer's input embeddings"),
     ({"budget": 65}, "^budget: 65 is not an evaluation step"),
     ({"activations": ["relu"]}, "^activations: \\['relu'\\]; only the mlp architecture takes relu"),
     ({"model": {"architecture": "lstm", "layernorm": "post"}}, "^model.layernorm: post is a transformer setting"),
@@ -156,3 +162,50 @@ def test_other_architectures_record_no_attention_norms_and_name_themselves(archi
     result = train_modular_shard(study, study_cells(study), {0: split}, EngineSettings(compile=False))
     assert all("attn_norm" not in h and len(h["val_acc"]) == 1 for h in result.history.values())
     assert task_of(study).label(study) == f"x + y mod 11, {architecture.upper()}"
+
+
+def test_optional_axes_name_their_cells_and_a_sample_is_a_seeded_subset():
+    grid = {"lr": {"values": [1e-3, 1e-2]}, "wd": {"values": [0.1, 1.0]}, "noise": {"values": [0, 1]},
+            "init_scale": {"values": [1, 10]}}
+    cells = study_cells(small_study(grid=grid))
+    assert len(cells) == 16 * 2 and list(cells.columns[3:5]) == ["noise", "init_scale"]
+    assert cells["cell_id"].iloc[1] == "lr0.001_wd0.1_noise0_init10_d0_m0_gelu"
+    sampled = study_cells(small_study(grid={**grid, "sample": {"n": 5, "seed": 3}}))
+    assert len(sampled) == 10 and set(sampled["cell_id"]) <= set(cells["cell_id"])
+    assert sampled.equals(study_cells(small_study(grid={**grid, "sample": {"n": 5, "seed": 3}})))
+    assert "noise" not in study_cells(small_study()).columns  # lr x wd grids keep their ids and columns
+    with pytest.raises(ConfigError, match="grid.sample.n: 17 points asked of a grid of 16"):
+        small_study(grid={**grid, "sample": {"n": 17}})
+    with pytest.raises(ConfigError, match="grid.init_scale.values\\[0\\]: 0 is not a valid initialization scale"):
+        small_study(grid={**grid, "init_scale": {"values": [0]}})
+
+
+def test_init_scale_multiplies_every_initial_parameter():
+    study = small_study()
+    plain, scaled = build_model(study, 3), build_model(study, 3, init_scale=10.0)
+    for (name, a), b in zip(plain.state_dict().items(), scaled.state_dict().values()):
+        torch.testing.assert_close(b, 10 * a, msg=name)
+
+
+def test_save_weights_keeps_every_cells_final_parameters():
+    study = small_study(budget=10, save_weights=True, eval={"strides": [{"every": 10, "until": 10}]})
+    cells = study_cells(study)
+    split = modular_split(study["p"], "add", 2, study["train_fraction"], 0)
+    result = train_modular_shard(study, cells, {0: split}, EngineSettings(compile=False))
+    weights = result.history[cells["cell_id"].iloc[2]]["final_params"]
+    model = build_model(study, int(cells["model_seed"].iloc[2]))
+    model.load_state_dict(weights)  # the member module's own names and shapes
+    accuracy = (model(split.x_val).argmax(-1) == split.y_val).float().mean()
+    torch.testing.assert_close(accuracy, result.history[cells["cell_id"].iloc[2]]["val_acc"][-1])
+
+
+def test_a_sweep_expands_into_member_studies_and_figures_draw_them_all():
+    config = validate_config({"engine": {}, "studies": {"bxn": {**SMALL, "sweep": {"p": [7, 11], "batch_size": [4, 8]}}},
+                              "figures": {"f": {"kind": "curve_table", "studies": ["bxn"]}}})
+    members = ["bxn_p7_b4", "bxn_p7_b8", "bxn_p11_b4", "bxn_p11_b8"]
+    assert list(config["studies"]) == members and config["figures"]["f"]["studies"] == members
+    assert config["studies"]["bxn_p11_b4"]["p"] == 11 and config["studies"]["bxn_p11_b4"]["batch_size"] == 4
+    with pytest.raises(ConfigError, match="studies.bxn.sweep.p: a non-empty list of numbers"):
+        validate_config({"engine": {}, "figures": {}, "studies": {"bxn": {**SMALL, "sweep": {"p": []}}}})
+    with pytest.raises(ConfigError, match="studies.bxn_p12.p: 12 is not prime"):
+        validate_config({"engine": {}, "figures": {}, "studies": {"bxn": {**SMALL, "operation": "div", "sweep": {"p": [12]}}}})

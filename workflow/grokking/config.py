@@ -7,6 +7,8 @@ A wrong key or value stops the workflow with one line that names the key, e.g.
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import jsonschema
 import yaml
 
 from grokking.figures import KINDS as FIGURE_KINDS
-from grokking.grid import axis_values
+from grokking.grid import axis_values, grid_axes
 from grokking.tasks import task_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -96,7 +98,9 @@ def _filling(validator_class):
 
 
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Return a validated copy of ``config`` with defaults filled in; raise ConfigError otherwise."""
+    """Return a validated copy of ``config`` with defaults filled in and sweeps expanded; raise
+    ConfigError otherwise."""
+    config = expand_sweeps(config)
     schema = load_schema()
     validator = jsonschema.Draft7Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config), key=_depth_first)
@@ -106,6 +110,61 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     _filling(jsonschema.Draft7Validator)(schema).validate(filled)
     _check_semantics(filled)
     return filled
+
+
+# Short names of swept keys in member study names (others keep their own name).
+SWEEP_NAMES = {"batch_size": "b", "train_fraction": "f"}
+
+
+def sweep_member(family: str, point: dict[str, Any]) -> str:
+    """The name of one member study of a sweep, e.g. ``bxn_p47_b8``."""
+    return "_".join([family, *(f"{SWEEP_NAMES.get(key, key)}{value:g}" for key, value in point.items())])
+
+
+def expand_sweeps(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` where every study with ``sweep: {key: [values], ...}`` is replaced by one
+    member study per combination of the values (first key outermost), and a figure naming the family
+    draws its members in that order.
+
+    A sweep is for settings that cannot vary inside one shard (the modulus, the batch size): each
+    member is an ordinary study with its own data, shards and tables, so everything downstream works
+    unchanged and a member can be rebuilt alone.
+    """
+    studies = config.get("studies")
+    if not isinstance(studies, dict) or not any(isinstance(s, dict) and "sweep" in s for s in studies.values()):
+        return config
+    expanded, families = {}, {}
+    for name, study in studies.items():
+        if not isinstance(study, dict) or "sweep" not in study:
+            expanded[name] = study
+            continue
+        sweep = study["sweep"]
+        if not isinstance(sweep, dict) or not sweep:
+            raise ConfigError(f"config error at studies.{name}.sweep: a mapping of study keys to lists of values")
+        for key, values in sweep.items():
+            if key in ("task", "grid", "sweep") or not isinstance(values, list) or not values or any(
+                    isinstance(v, (dict, list, bool)) or not isinstance(v, (int, float)) for v in values):
+                raise ConfigError(f"config error at studies.{name}.sweep.{key}: a non-empty list of numbers "
+                                  f"for a study key other than task and grid")
+        base = {key: value for key, value in study.items() if key != "sweep"}
+        members = []
+        for values in itertools.product(*sweep.values()):
+            point = dict(zip(sweep, values))
+            member = sweep_member(name, point)
+            if member in studies:
+                raise ConfigError(f"config error at studies.{name}.sweep: member {member} is also a study")
+            expanded[member] = {**copy.deepcopy(base), **point}
+            members.append(member)
+        families[name] = members
+    out = {**config, "studies": expanded}
+    figures = config.get("figures")
+    if isinstance(figures, dict):
+        out["figures"] = {
+            figure: {**spec, "studies": [m for s in spec["studies"] for m in families.get(s, [s])]}
+            if isinstance(spec, dict) and isinstance(spec.get("studies"), list) else spec
+            for figure, spec in figures.items()
+        }
+    return out
 
 
 def _depth_first(error: jsonschema.ValidationError):
@@ -140,17 +199,29 @@ def _check_semantics(config: dict[str, Any]) -> None:
 AXIS_RULES = {
     "lr": ("learning rate", "> 0", lambda value: value > 0),
     "wd": ("weight decay", ">= 0", lambda value: value >= 0),
+    "noise": ("noise level", ">= 0", lambda value: value >= 0),
+    "init_scale": ("initialization scale", "> 0", lambda value: value > 0),
 }
 
 
 def _check_grid(name: str, grid: dict[str, Any]) -> None:
-    """Axis ranges the schema cannot express: bounds in order, lr > 0 and wd >= 0 at every value."""
+    """Axis ranges the schema cannot express: bounds in order, lr > 0 and wd >= 0 at every value,
+    pairwise axes equally long, a sample no larger than the grid."""
+    axes = grid_axes(grid)
     if grid.get("pairwise"):
-        lengths = [len(axis_values(grid[axis])) for axis in ("lr", "wd")]
-        if lengths[0] != lengths[1]:
-            raise ConfigError(f"config error at studies.{name}.grid.pairwise: lr has {lengths[0]} "
-                              f"values and wd {lengths[1]}; pairwise axes need as many of each")
-    for axis_name, (what, rule, valid) in AXIS_RULES.items():
+        lengths = {axis: len(axis_values(grid[axis])) for axis in axes}
+        if len(set(lengths.values())) > 1:
+            counts = ", ".join(f"{axis} has {n}" for axis, n in lengths.items())
+            raise ConfigError(f"config error at studies.{name}.grid.pairwise: {counts} values; pairwise "
+                              f"axes need as many of each")
+    if "sample" in grid:
+        size = len(axis_values(grid[axes[0]])) if grid.get("pairwise") else math.prod(
+            len(axis_values(grid[axis])) for axis in axes)
+        if grid["sample"]["n"] > size:
+            raise ConfigError(f"config error at studies.{name}.grid.sample.n: {grid['sample']['n']} "
+                              f"points asked of a grid of {size}")
+    for axis_name in axes:
+        what, rule, valid = AXIS_RULES[axis_name]
         axis, where = grid[axis_name], f"studies.{name}.grid.{axis_name}"
         if "values" in axis:
             named = [(f"{where}.values[{i}]", value) for i, value in enumerate(axis["values"])]

@@ -13,6 +13,12 @@ import numpy as np
 import pandas as pd
 
 CELL_COLUMNS = ["cell_id", "lr", "wd", "data_seed", "model_seed", "activation"]
+# Optional per-cell axes of a grid (modular studies): the Gaussian noise added to the input
+# embeddings while training and the factor on every initial parameter. A cell of a grid without one
+# has noise 0 and init scale 1, and neither its id nor its table mentions the axis.
+OPTIONAL_AXES = ("noise", "init_scale")
+AXIS_DEFAULTS = {"noise": 0.0, "init_scale": 1.0}
+ID_PREFIXES = {"noise": "noise", "init_scale": "init"}
 
 
 def axis_values(axis: dict[str, Any]) -> list[float]:
@@ -26,48 +32,77 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
     return [float(v) for v in values]
 
 
-def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: str) -> str:
-    """A stable, readable id: the values themselves, rounded to 4 significant digits."""
-    return f"lr{lr:.4g}_wd{wd:.4g}_d{data_seed}_m{model_seed}_{activation}"
+def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: str, **axes: float) -> str:
+    """A stable, readable id: the values themselves, rounded to 4 significant digits (optional axes
+    only where the grid has them, so the ids of lr x wd grids never change)."""
+    extra = "".join(f"_{ID_PREFIXES[name]}{axes[name]:.4g}" for name in OPTIONAL_AXES if name in axes)
+    return f"lr{lr:.4g}_wd{wd:.4g}{extra}_d{data_seed}_m{model_seed}_{activation}"
 
 
-def grid_points(grid: dict[str, Any]) -> list[tuple[float, float]]:
-    """The (lr, wd) points of a grid: every combination, or the i-th lr with the i-th wd (pairwise).
+def grid_axes(grid: dict[str, Any]) -> list[str]:
+    """The axes of a grid, in a fixed order: lr, wd, then the optional ones it has."""
+    return ["lr", "wd", *(name for name in OPTIONAL_AXES if name in grid)]
+
+
+def grid_points(grid: dict[str, Any]) -> list[dict[str, float]]:
+    """The points of a grid ({axis: value}): every combination, the i-th value of every axis together
+    (pairwise), or ``sample: {n, seed}`` points drawn without replacement from every combination.
 
     Pairwise grids pick a few cells of interest (appendix C's trajectories) without training the
-    whole cross product; the config check makes both value lists equally long.
+    whole cross product; the config check makes the value lists equally long. A sample stands for a
+    product too large to train (003's hyperparameter correlations): seeded, so a config names the
+    same points on every machine, and kept in the product's order; a smaller n (a preset) draws the
+    first points of the same permutation, so its cells are cells of the larger sample.
     """
-    lrs, wds = axis_values(grid["lr"]), axis_values(grid["wd"])
+    names = grid_axes(grid)
+    values = [axis_values(grid[name]) for name in names]
     if grid.get("pairwise"):
-        return list(zip(lrs, wds))
-    return list(itertools.product(lrs, wds))
+        points = list(zip(*values))
+    else:
+        points = list(itertools.product(*values))
+    if "sample" in grid:
+        n, seed = grid["sample"]["n"], grid["sample"]["seed"]
+        if n > len(points):
+            raise ValueError(f"grid.sample.n: {n} points asked of a grid of {len(points)}")
+        chosen = np.random.default_rng(seed).permutation(len(points))[:n]  # nested: n = 4 is within n = 10
+        points = [points[i] for i in sorted(chosen)]
+    return [dict(zip(names, point)) for point in points]
 
 
 def study_cells(study: dict[str, Any]) -> pd.DataFrame:
     """All cells of a study, one row each, in a fixed order (activation, seeds, lr, wd)."""
     rows = [
         {
-            "cell_id": cell_id(lr, wd, data_seed, model_seed, activation),
-            "lr": lr,
-            "wd": wd,
+            "cell_id": cell_id(data_seed=data_seed, model_seed=model_seed, activation=activation, **point),
+            **point,
             "data_seed": data_seed,
             "model_seed": model_seed,
             "activation": activation,
         }
-        for activation, data_seed, model_seed, (lr, wd) in itertools.product(
+        for activation, data_seed, model_seed, point in itertools.product(
             study["activations"],
             study["data_seeds"],
             study["model_seeds"],
             grid_points(study["grid"]),
         )
     ]
-    cells = pd.DataFrame(rows, columns=CELL_COLUMNS)
+    cells = pd.DataFrame(rows, columns=cell_columns(study["grid"]))
     duplicated = cells["cell_id"][cells["cell_id"].duplicated()]
     if not duplicated.empty:
         raise ValueError(
             f"grid values too close to tell apart at 4 significant digits: {duplicated.iloc[0]}"
         )
     return cells
+
+
+def cell_columns(grid: dict[str, Any]) -> list[str]:
+    """The columns that define a cell of this grid: CELL_COLUMNS and the optional axes it has."""
+    return [*CELL_COLUMNS[:3], *grid_axes(grid)[2:], *CELL_COLUMNS[3:]]
+
+
+def axis_column(cells: pd.DataFrame, name: str) -> pd.Series:
+    """A per-cell axis of a cells table, with its default where the grid has no such axis."""
+    return cells[name] if name in cells else pd.Series(AXIS_DEFAULTS[name], index=cells.index)
 
 
 def shard_size(study: dict[str, Any], engine: dict[str, Any]) -> int:
@@ -113,6 +148,7 @@ def shard_cell_ids(layout: dict[str, Any]) -> dict[str, list[str]]:
 NOT_TRAINING_KEYS = (
     "grid", "shard_size", "grokking_gap", "data_seeds", "model_seeds", "activations", "extended_budget",
     "cell_steps_per_second",  # MNIST: only the SLURM runtime estimate
+    "landscape",  # modular: read after training, by the landscape rule
 )
 
 

@@ -15,7 +15,7 @@ Model. The decoder of teddykoker/grokking (the course reports' code): learned to
 embeddings, pre-LayerNorm blocks (causal self-attention, GELU MLP of width 4d), a final LayerNorm and
 a linear head without bias over the whole vocabulary. ``layernorm: post`` is the block of
 sadmankiba/Explaining-Grokking (paper 003) instead: x = LN(x + attention(x)), x = LN(x + mlp(x)),
-no final LayerNorm, a head with bias. Q, K, V and the output projection are separate
+then its final LayerNorm and a head with bias. Q, K, V and the output projection are separate
 ``nn.Linear`` layers, so their norms are recorded directly; they are initialised as
 ``nn.MultiheadAttention`` initialises its packed projection (Xavier-uniform over the [3d, d] matrix,
 zero biases, zero output bias), so the initial distribution is the public code's.
@@ -150,13 +150,17 @@ class Decoder(nn.Module):
         self.tokens = nn.Embedding(vocab, width)
         self.positions = nn.Embedding(seq_len, width)
         self.blocks = nn.ModuleList(Block(width, heads, dropout, pre) for _ in range(layers))
-        self.ln = nn.LayerNorm(width) if pre else nn.Identity()
+        self.ln = nn.LayerNorm(width)  # both: 003's code ends nn.Sequential(*blocks, LayerNorm, Linear)
         self.head = nn.Linear(width, vocab, bias=not pre)
 
-    def forward(self, tokens: torch.Tensor, every_position: bool = False) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, noise: torch.Tensor | None = None,
+                every_position: bool = False) -> torch.Tensor:
         """tokens [batch, T] -> logits [batch, vocab] at the last position ([batch, T, vocab] with
-        ``every_position``, which computes the last block at every position too)."""
+        ``every_position``, which computes the last block at every position too). ``noise`` [batch,
+        T, width] is added to the input embeddings (003's noise level; drawn by the trainer)."""
         x = self.tokens(tokens) + self.positions.weight[: tokens.shape[1]]
+        if noise is not None:
+            x = x + noise
         for i, block in enumerate(self.blocks):
             x = block(x, last_only=not every_position and i == len(self.blocks) - 1)
         logits = self.head(self.ln(x))
@@ -207,19 +211,34 @@ class SequenceLSTM(nn.Module):
 ARCHITECTURES = ("transformer", "mlp", "lstm")
 
 
-def build_model(study: dict, model_seed: int, activation: str = "gelu") -> nn.Module:
+def build_model(study: dict, model_seed: int, activation: str = "gelu", init_scale: float = 1.0) -> nn.Module:
     """A study's model (``model.architecture``) with the initialisation of ``model_seed`` (global
-    RNG left untouched); ``activation`` is the cell's, used by the MLP (the transformer's is GELU)."""
+    RNG left untouched), every parameter then multiplied by ``init_scale`` (Omnigrok's alpha, the
+    cell's); ``activation`` is the cell's, used by the MLP (the transformer's is GELU)."""
     model, vocab = study["model"], vocabulary(study["p"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(model_seed))
         if model["architecture"] == "mlp":
-            return OperandMLP(vocab, study["arity"], model["width"], model["layers"],
-                              model["hidden"] or 4 * model["width"], activation, model["dropout"])
-        if model["architecture"] == "lstm":
-            return SequenceLSTM(vocab, model["width"], model["layers"], model["dropout"])
-        return Decoder(vocab, 2 * study["arity"], model["width"], model["layers"], model["heads"],
-                       model["dropout"], model["layernorm"])
+            built: nn.Module = OperandMLP(vocab, study["arity"], model["width"], model["layers"],
+                                          model["hidden"] or 4 * model["width"], activation, model["dropout"])
+        elif model["architecture"] == "lstm":
+            built = SequenceLSTM(vocab, model["width"], model["layers"], model["dropout"])
+        else:
+            built = Decoder(vocab, 2 * study["arity"], model["width"], model["layers"], model["heads"],
+                            model["dropout"], model["layernorm"])
+    if init_scale != 1.0:
+        with torch.no_grad():
+            for parameter in built.parameters():
+                parameter.mul_(init_scale)
+    return built
+
+
+def input_noise(shape: tuple[int, ...], std: float, batch_seed: int, model_seed: int, step: int) -> torch.Tensor:
+    """The embedding noise of one member at one step: seeded by the member's seeds and the step only,
+    so it does not depend on the shard's other members and a continuation draws the same."""
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
+        [int(batch_seed), int(model_seed), int(step)]).generate_state(1)[0]))
+    return torch.randn(shape, generator=generator) * std
 
 
 def build_decoder(study: dict, model_seed: int) -> Decoder:

@@ -40,8 +40,9 @@ def _is_prime(p: int) -> bool:
 
 
 def check(study: dict[str, Any]) -> None:
-    """Division needs a prime modulus, K-ary equations are sums, both splits are non-empty, the
-    batch fits the training split, and the budget is an evaluation step."""
+    """Division needs a prime modulus, K-ary equations are sums, both splits are non-empty, and the
+    budget is an evaluation step. A batch larger than the training split is the whole split (a
+    DataLoader's one short batch), so a sweep of batch sizes x moduli needs no holes."""
     p, arity, operation = study["p"], study["arity"], study["operation"]
     if operation == "div" and not _is_prime(p):
         raise ValueError(f"p: {p} is not prime, so division (x * y^-1 mod p) is not defined for every y")
@@ -53,14 +54,15 @@ def check(study: dict[str, Any]) -> None:
     if not 0 < n_train < n:
         raise ValueError(f"train_fraction: {study['train_fraction']} of {n} equations leaves "
                          f"{n_train} to train and {n - n_train} to validate")
-    if study["batch_size"] > n_train:
-        raise ValueError(f"batch_size: {study['batch_size']} is larger than the {n_train} training equations")
     model = study["model"]
     if model["architecture"] != "transformer" and model["layernorm"] != "pre":
         raise ValueError(f"model.layernorm: {model['layernorm']} is a transformer setting, and "
                          f"model.architecture is {model['architecture']}")
     if model["architecture"] != "mlp" and study["activations"] != ["gelu"]:
         raise ValueError(f"activations: {study['activations']}; only the mlp architecture takes relu")
+    if "noise" in study["grid"] and model["architecture"] != "transformer":
+        raise ValueError(f"grid.noise is added to a transformer's input embeddings; model.architecture "
+                         f"is {model['architecture']}")
     if model["architecture"] == "lstm" and model["dropout"] and model["layers"] == 1:
         raise ValueError("model.dropout acts between LSTM layers, and model.layers is 1")
     if model["architecture"] == "transformer" and model["width"] % model["heads"]:

@@ -46,7 +46,8 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from grokking.modular import ModularSplit, attention_norm_names, build_model, epoch_order
+from grokking.grid import axis_column
+from grokking.modular import ModularSplit, attention_norm_names, build_model, epoch_order, input_noise
 from grokking.optim import make_optimizer
 from grokking.schedule import eval_steps, is_eval_step
 from grokking.stacked import StackedModel, group_parameters
@@ -83,7 +84,7 @@ class ModularShardTrainer(ShardTrainer):
         self.loss_dtype = DTYPES[study["loss_dtype"]]
         first = splits[int(cells["data_seed"].iloc[0])]
         self.n_equations = len(first.y_train)
-        self.batch = study["batch_size"] or self.n_equations
+        self.batch = min(study["batch_size"] or self.n_equations, self.n_equations)  # larger: full batch
         self.steps_per_epoch = -(-self.n_equations // self.batch)
         # Equations measured at an evaluation: all, or the first eval_rows of each split (the split is
         # a seeded permutation, so they are a random sample, the same at every evaluation).
@@ -100,7 +101,9 @@ class ModularShardTrainer(ShardTrainer):
         compiles = self.settings.compile and updates * self.batch >= COMPILE_FROM_EQUATIONS
         log.info("%d member-updates of %d equations: the stacked step runs %s", updates, self.batch,
                  "compiled" if compiles else "eager")
-        members = [build_model(study, int(s), a) for s, a in zip(cells["model_seed"], cells["activation"])]
+        scales = axis_column(cells, "init_scale")
+        members = [build_model(study, int(s), a, float(scale))
+                   for s, a, scale in zip(cells["model_seed"], cells["activation"], scales)]
         self.model = StackedModel(members, dtype=self.dtype, device=dev, compile=compiles)
         self.model.train(study["model"]["dropout"] > 0)
         self.params = self.model.params
@@ -122,7 +125,10 @@ class ModularShardTrainer(ShardTrainer):
         self.members = new_members(
             M, dev, x_train=stack("x_train"), y_train=stack("y_train"), x_val=stack("x_val"),
             y_val=stack("y_val"), model_seed=torch.tensor(cells["model_seed"].to_numpy(), device=dev),
-            order=torch.zeros(M, self.n_equations, dtype=torch.long, device=dev))
+            order=torch.zeros(M, self.n_equations, dtype=torch.long, device=dev),
+            noise=torch.tensor(axis_column(cells, "noise").to_numpy(), dtype=self.dtype, device=dev))
+        self.noisy = bool((self.members.noise > 0).any())  # config check: transformers only
+        self.final_params: dict[str, dict[str, torch.Tensor]] = {}
         if resume is not None:
             self.load_resume(resume)
         self.start_record()
@@ -143,6 +149,22 @@ class ModularShardTrainer(ShardTrainer):
             raise ValueError(f"resume state used batch_seed {state.get('batch_seed')}, "
                              f"the study {self.study['batch_seed']}")
         super().load_resume(state)
+
+    def _noise(self, rows: int, step: int) -> torch.Tensor:
+        """[M, rows, T, width] embedding noise of every member at ``step`` (zeros where its level is 0)."""
+        m, study = self.members, self.study
+        shape = (rows, m.x_train.shape[-1], study["model"]["width"])
+        noise = [input_noise(shape, float(std), study["batch_seed"], int(seed), step) if std > 0
+                 else torch.zeros(shape) for std, seed in zip(m.noise.cpu(), m.model_seed.cpu())]
+        return torch.stack(noise).to(device=self.device, dtype=self.dtype)
+
+    def _keep_weights(self, leaving: torch.Tensor) -> None:
+        """With ``save_weights``, the parameters of the members that leave now, as their cells' final weights."""
+        if not self.study["save_weights"]:
+            return
+        for position, index in zip(leaving.cpu(), self.members.ids.index_select(0, leaving).cpu()):
+            self.final_params[self.cells["cell_id"].iloc[int(index)]] = {
+                name: value[int(position)].detach().float().cpu().clone() for name, value in self.model.params.items()}
 
     def select_params(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
         self.model.select(keep)
@@ -233,7 +255,8 @@ class ModularShardTrainer(ShardTrainer):
             rows = m.order[:, position * self.batch:(position + 1) * self.batch]  # [M, b]
             x = m.x_train.gather(1, rows.unsqueeze(-1).expand(-1, -1, m.x_train.shape[-1]))
             y = m.y_train.gather(1, rows)
-            _, losses, grads = self.model.value_and_gradients(self._member_loss, (x,), (y,), 0, 0)
+            inputs = (x, self._noise(rows.shape[1], step)) if self.noisy else (x,)
+            _, losses, grads = self.model.value_and_gradients(self._member_loss, inputs, (y,), 0, 0)
             m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(losses), step, m.diverged_at)
             self.optimizer.step(grads)
             cell_steps += len(m)
@@ -248,12 +271,14 @@ class ModularShardTrainer(ShardTrainer):
                 if step == budget:
                     break
                 if bool(stop.any()):
+                    self._keep_weights(stop.nonzero().squeeze(1))
                     self.record(stop.nonzero().squeeze(1), step)
                     self.compact((~stop).nonzero().squeeze(1))
                     if not len(self.members):
                         break
         self.end_step = step
         if len(self.members):
+            self._keep_weights(torch.arange(len(self.members), device=self.device))
             self.record(torch.arange(len(self.members), device=self.device), step)
         return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
 
@@ -276,6 +301,8 @@ class ModularShardTrainer(ShardTrainer):
             if len(rows):
                 history[cid] = {"step": self.history_steps[rows].to(torch.int32),
                                 **{key: values[rows, i] for key, values in self.history.items()}}
+            if cid in self.final_params:
+                history.setdefault(cid, {})["final_params"] = self.final_params[cid]
         return history
 
     def _end_state(self) -> dict[str, Any] | None:
