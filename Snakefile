@@ -29,6 +29,7 @@ include: "rules/train.smk"
 include: "rules/aggregate.smk"
 include: "rules/classify.smk"
 include: "rules/rerun.smk"
+include: "rules/landscape.smk"
 include: "rules/figures.smk"
 
 

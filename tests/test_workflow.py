@@ -29,8 +29,10 @@ def test_dry_run_of_the_paper_config_lists_fig1(workdir):
     # toy: 2 diagrams x 21 shards of 21 cells = 42; MNIST: 10x10 in rows of 10 = 10, 15x14 in rows of
     # 14 = 15, Fig. 6's single run = 1; seeds: 2 x 9 x 441 cells in shards of 21 = 378; activations:
     # 2 x 3 x 441 / 21 = 126; trajectories: 1; modular arithmetic: 27 studies of one shard each
-    # (three seeds, or a sweep). 42 + 10 + 15 + 1 + 378 + 126 + 1 + 27 = 600
-    assert proc.stdout.count("rule train_shard:") == 600
+    # (three seeds, or a sweep); 003's sweeps: 36 (p, batch) members of 10 runs, 6 batch sizes x 50
+    # runs in shards of 17 = 18, 2 landscape and 3 training-fraction members, 2 weight-decay
+    # studies = 61. 42 + 10 + 15 + 1 + 378 + 126 + 1 + 27 + 61 = 661
+    assert proc.stdout.count("rule train_shard:") == 661
 
 
 def test_bad_config_stops_with_one_clear_line(workdir):

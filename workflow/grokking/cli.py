@@ -14,7 +14,7 @@ import time
 import pandas as pd
 import torch
 
-from grokking import io, shard_files, tables
+from grokking import io, landscape, shard_files, tables
 from grokking.claims import claims_markdown, claims_table
 from grokking.trainer import EngineSettings, resolve_device
 from grokking.grid import shard_cell_ids
@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the fingerprints here (JSON)")
     p.add_argument("--check", help="compare with fingerprints recorded earlier (JSON)")
     p.set_defaults(func=fingerprint)
+
+    landscape.add_parser(verbs)
 
     p = verbs.add_parser("classify", help="label every cell with its phase")
     p.add_argument("--cells", required=True)

@@ -57,10 +57,11 @@ def study_label(name: str, studies: Studies) -> str:
 
 
 def _registry() -> dict[str, FigureKind]:
-    from grokking.figures import curve_table, curves, dynamics, facets, phases, robustness, smooth, trajectories
+    from grokking.figures import (batch_grid, correlations, curve_table, curves, dynamics, facets, landscape, phases,
+                                  robustness, smooth, trajectories)
 
     kinds = (phases.KIND, smooth.KIND, dynamics.KIND, facets.KIND, trajectories.KIND, robustness.KIND,
-             curves.KIND, curve_table.KIND)
+             curves.KIND, curve_table.KIND, landscape.KIND, batch_grid.KIND, correlations.KIND)
     return {kind.name: kind for kind in kinds}
 
 
