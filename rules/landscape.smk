@@ -1,5 +1,6 @@
 # Loss landscapes (003 section 3.3): the loss around each saved cell's final weights, on a plane of
-# two random directions, for studies trained with `save_weights: true`.
+# two random directions, for studies trained with `save_weights: true`; directions filter-normalized
+# (Li et al. 2018) or one unit Gaussian per tensor (003's code), as a figure asks.
 
 
 rule loss_landscape:
@@ -8,16 +9,17 @@ rule loss_landscape:
         dataset="results/{study}/dataset.pt",
         cells="results/{study}/cells.csv",
     output:
-        "results/{study}/landscape.pt",
+        "results/{study}/landscape_{normalization}.pt",
     log:
-        "logs/loss_landscape/{study}.log",
+        "logs/loss_landscape/{study}_{normalization}.log",
     params:
         study=get_landscape_study,
         span=lambda wildcards: STUDIES[wildcards.study]["landscape"]["span"],
         points=lambda wildcards: STUDIES[wildcards.study]["landscape"]["points"],
         rows=lambda wildcards: STUDIES[wildcards.study]["landscape"]["rows"],
         seed=lambda wildcards: STUDIES[wildcards.study]["landscape"]["seed"],
-        normalization=lambda wildcards: STUDIES[wildcards.study]["landscape"]["normalization"],
+    wildcard_constraints:
+        normalization="filter|tensor",
     threads: ENGINE["threads"]
     resources:
         mem_mb=4000,
@@ -28,4 +30,4 @@ rule loss_landscape:
         "python -m grokking landscape --study {params.study:q} --histories {input.histories}"
         " --dataset {input.dataset} --cells {input.cells} --out {output} --span {params.span}"
         " --points {params.points} --rows {params.rows} --seed {params.seed}"
-        " --normalization {params.normalization} --threads {threads} > {log} 2>&1"
+        " --normalization {wildcards.normalization} --threads {threads} > {log} 2>&1"

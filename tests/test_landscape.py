@@ -168,7 +168,7 @@ def test_landscape_figure_draws_a_row_per_run(tmp_path):
     io.save_torch(grids, tmp_path / "landscape.pt")
     kind = landscape_figure.KIND
     spec = {"kind": "landscape", "studies": ["tiny"], "title": "synthetic"}
-    assert kind.inputs(spec, {}, lambda s: []) == {"landscape_0": ["results/tiny/landscape.pt"],
+    assert kind.inputs(spec, {}, lambda s: []) == {"landscape_0": ["results/tiny/landscape_filter.pt"],
                                                   "cells_0": ["results/tiny/cells.csv"]}
     options = kind.options(spec, {"tiny": files["study"]})
     assert options == {"title": "synthetic", "labels": ["tiny"], "gaps": [1000]}

@@ -17,16 +17,17 @@ PANELS = (("train_loss", "train loss"), ("val_loss", "validation loss"))
 LEVELS = 16  # contour levels per row, log-spaced: losses near an optimum span decades
 
 
-def landscape_file(study: str) -> str:
-    """Where ``python -m grokking landscape`` writes a study's landscapes."""
-    return f"results/{study}/landscape.pt"
+def landscape_file(study: str, normalization: str = "filter") -> str:
+    """Where ``python -m grokking landscape`` writes a study's landscapes along directions of one
+    normalization (filter: Li et al.; tensor: 003's code)."""
+    return f"results/{study}/landscape_{normalization}.pt"
 
 
 def inputs(spec: dict, studies: Studies, histories: Histories) -> Inputs:
     """``landscape_<i>`` and ``cells_<i>`` of the i-th study."""
     files: Inputs = {}
     for i, study in enumerate(spec["studies"]):
-        files[f"landscape_{i}"] = [landscape_file(study)]
+        files[f"landscape_{i}"] = [landscape_file(study, spec.get("normalization", "filter"))]
         files[f"cells_{i}"] = [f"results/{study}/cells.csv"]
     return files
 
@@ -121,8 +122,18 @@ def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:
     runs = []
     for i, (label, gap) in enumerate(zip(options["labels"], options["gaps"])):
         runs += study_runs(load_torch(files[f"landscape_{i}"][0]), read_cells(files[f"cells_{i}"][0]), label, gap)
-    landscape_figure(runs, pdf, png, title=options["title"])
+    landscape_figure(runs, pdf, png, title="\n".join(filter(None, [options["title"], settings_text(runs)])))
+
+
+def settings_text(runs: list[tuple[str, dict]]) -> str:
+    """What the landscapes were computed with (every file of a figure shares it)."""
+    if not runs or "settings" not in runs[0][1]:
+        return ""
+    s = runs[0][1]["settings"]
+    directions = {"filter": "filter-normalized (Li et al. 2018)", "tensor": "one unit-norm Gaussian per tensor (003's code)"}
+    return (f"{s['points']} x {s['points']} points over [-{s['span']:g}, {s['span']:g}]^2 along two random directions, "
+            f"{directions.get(s['normalization'], s['normalization'])}, seed {s['seed']}; loss on {s['rows']:,} equations of each split")
 
 
 KIND = FigureKind("landscape", inputs, options, draw, caption="landscape.rst", category="Loss landscapes",
-                  keys=("labels", "grokking_delay"))
+                  keys=("labels", "grokking_delay", "normalization"))
