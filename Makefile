@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (about 24-28 min on 2 cores, projected)
+demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (36 min measured under load; about 30-32 idle, projected)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
 test: $(VENV)/.installed  ## the whole test suite (7 to 17 minutes on 2 idle cores before the modular tests; 26 at load 3-6)

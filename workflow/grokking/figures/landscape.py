@@ -61,20 +61,22 @@ def panel_title(name: str, stats: dict[str, float]) -> str:
 
 
 def draw_row(fig: "plt.Figure", landscape: dict[str, Any], title: str) -> None:
-    """Train and validation loss contours of one run on one log colour scale, centre marked."""
+    """Train and validation loss contours of one run, each on its own log colour scale (a memorizing
+    run's validation loss sits far above its train loss: one shared scale would paint it flat),
+    centre marked."""
     import matplotlib.ticker
     import numpy as np
     from matplotlib.colors import LogNorm
 
     alphas, betas = np.asarray(landscape["alphas"]), np.asarray(landscape["betas"])
-    grids = [np.asarray(landscape[key], dtype=float) for key, _ in PANELS]
-    finite = np.concatenate([g[np.isfinite(g)] for g in grids])
-    low = max(float(finite.min()), 1e-8) if finite.size else 1e-8  # log scale: a loss of 0 sits at the floor
-    high = max(float(finite.max()), low * 1.01) if finite.size else 1.0
-    levels = np.geomspace(low, high, LEVELS)
-    norm = LogNorm(low, high)
     axes = fig.subplots(1, len(PANELS), sharey=True)
-    for ax, grid, (key, name) in zip(axes, grids, PANELS):
+    for ax, (key, name) in zip(axes, PANELS):
+        grid = np.asarray(landscape[key], dtype=float)
+        finite = grid[np.isfinite(grid)]
+        low = max(float(finite.min()), 1e-8) if finite.size else 1e-8  # log scale: a loss of 0 sits at the floor
+        high = max(float(finite.max()), low * 1.01) if finite.size else 1.0
+        levels = np.geomspace(low, high, LEVELS)
+        norm = LogNorm(low, high)
         # grid[i, j] is at (alpha_i, beta_j): contourf wants [y, x], so the transpose
         filled = ax.contourf(alphas, betas, np.clip(grid, low, high).T, levels=levels, norm=norm, cmap="viridis")
         ax.contour(alphas, betas, np.clip(grid, low, high).T, levels=levels, colors="white", linewidths=0.3)
@@ -82,10 +84,10 @@ def draw_row(fig: "plt.Figure", landscape: dict[str, Any], title: str) -> None:
         ax.set_title(panel_title(name, landscape["stats"][key]), fontsize=9)
         ax.set_xlabel("alpha (direction 1)")
         ax.set_aspect("equal")
+        bar = fig.colorbar(filled, ax=ax, shrink=0.8, label="loss (log scale)")
+        bar.set_ticks(levels[::3], labels=[f"{v:.3g}" for v in levels[::3]])
+        bar.ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes[0].set_ylabel("beta (direction 2)")
-    bar = fig.colorbar(filled, ax=list(axes), shrink=0.9, label="loss (log scale)")
-    bar.set_ticks(levels[::3], labels=[f"{v:.3g}" for v in levels[::3]])
-    bar.ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     fig.suptitle(title, fontsize=9)
 
 
