@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (36 min measured under load; about 30-32 idle, projected)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (7 to 17 minutes on 2 idle cores before the modular tests; 26 at load 3-6)
+test: $(VENV)/.installed  ## the whole test suite (297 tests, 13.6 min on 2 idle cores)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
