@@ -103,7 +103,8 @@ def test_curves_defaults_are_accuracy_and_loss_labelled_by_study(studies, tmp_pa
     toy = {"task": "toy", "objective": "classification", "threshold": 0.9, "budget": 10000, "p": 10}
     options = figure_kind("curves").options(spec, {"mod_a": toy})
     assert options == {"title": "", "labels": ["mod_a"], "panels": ["accuracy", "loss"], "marks": False,
-                       "studies": [{"threshold": 0.9, "budget": 10000, "p": 10, "task": "classification"}]}
+                       "studies": [{"threshold": 0.9, "budget": 10000, "p": 10, "task": "classification",
+                                    "clock": "steps"}]}
     inputs = {"histories_0": studies[0]["histories"], "cells_0": [studies[0]["cells"]]}
     for path in plot("curves", inputs, options, tmp_path / "out"):
         assert path.stat().st_size > 0

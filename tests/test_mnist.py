@@ -269,7 +269,7 @@ def test_mnist_config_defaults_are_the_report_settings(config):
     ({"budget": 12345}, "config error at studies.mnist.budget: 12345 is not an evaluation step"),
     ({"data_seeds": [0, 1]}, "config error at studies.mnist.data_seeds"),
     ({"objective": "classification"}, "config error at studies.mnist: unknown key 'objective'"),
-    ({"batch_size": 5000}, "config error at studies.mnist.batch_size"),
+    ({"batch_size": 0}, "config error at studies.mnist.batch_size: 0 is less than the minimum of 1"),
 ])
 def test_bad_mnist_settings_stop_with_one_clear_line(override, message):
     raw = load_config()

@@ -31,8 +31,10 @@ def test_dry_run_of_the_paper_config_lists_fig1(workdir):
     # 2 x 3 x 441 / 21 = 126; trajectories: 1; modular arithmetic: 27 studies of one shard each
     # (three seeds, or a sweep); 003's sweeps: 36 (p, batch) members of 10 runs, 6 batch sizes x 50
     # runs in shards of 17 = 18, 2 landscape and 3 training-fraction members, 2 weight-decay
-    # studies = 61. 42 + 10 + 15 + 1 + 378 + 126 + 1 + 27 + 61 = 661
-    assert proc.stdout.count("rule train_shard:") == 661
+    # studies = 61; 003 section 4 / Omnigrok MNIST: Table 3's shared shard, 4 training-set sizes,
+    # 3 batch sizes, the init-scale sweep in 2 shards and the 28 x 21 LU maps in 28 shards = 38;
+    # 002's parity: 1 + 1 + 2 = 4. 42 + 10 + 15 + 1 + 378 + 126 + 1 + 27 + 61 + 38 + 4 = 703
+    assert proc.stdout.count("rule train_shard:") == 703
 
 
 def test_bad_config_stops_with_one_clear_line(workdir):

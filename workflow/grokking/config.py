@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from grokking.figures import KINDS as FIGURE_KINDS
-from grokking.grid import axis_values, grid_axes
+from grokking.grid import CHOICE_AXES, axis_values, grid_axes, study_cells
 from grokking.tasks import task_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -188,6 +188,11 @@ def _check_semantics(config: dict[str, Any]) -> None:
     for figure, spec in config["figures"].items():
         _check_figure_studies(figure, spec, config["studies"])
         _check_figure_keys(figure, spec)
+        if spec["kind"] == "response" and "axis" not in spec:
+            raise ConfigError(f"config error at figures.{figure}.axis: a response figure needs the cell column "
+                              f"it plots against (wd_after or label_noise)")
+        if "changes" in spec:
+            _check_changes(figure, spec, config["studies"])
         if spec["kind"] == "smooth" and "extended_budget" not in config["studies"][spec["studies"][0]]:
             raise ConfigError(
                 f"config error at figures.{figure}: study {spec['studies'][0]} has no extended_budget"
@@ -201,6 +206,9 @@ AXIS_RULES = {
     "wd": ("weight decay", ">= 0", lambda value: value >= 0),
     "noise": ("noise level", ">= 0", lambda value: value >= 0),
     "init_scale": ("initialization scale", "> 0", lambda value: value > 0),
+    "wd_after": ("weight decay", ">= 0", lambda value: value >= 0),
+    "label_noise": ("label-flip probability", "in [0, 1]", lambda value: 0 <= value <= 1),
+    "augment": ("augmentation strength", ">= 0", lambda value: value >= 0),
 }
 
 
@@ -221,6 +229,8 @@ def _check_grid(name: str, grid: dict[str, Any]) -> None:
             raise ConfigError(f"config error at studies.{name}.grid.sample.n: {grid['sample']['n']} "
                               f"points asked of a grid of {size}")
     for axis_name in axes:
+        if axis_name in CHOICE_AXES:  # names, checked by the schema
+            continue
         what, rule, valid = AXIS_RULES[axis_name]
         axis, where = grid[axis_name], f"studies.{name}.grid.{axis_name}"
         if "values" in axis:
@@ -234,6 +244,15 @@ def _check_grid(name: str, grid: dict[str, Any]) -> None:
         for key, value in named:
             if not valid(value):
                 raise ConfigError(f"config error at {key}: {value} is not a valid {what} (must be {rule})")
+
+
+def _check_changes(figure: str, spec: dict[str, Any], studies: dict[str, Any]) -> None:
+    """A change table names every cell of its studies once, in their order (003 Table 3's rows)."""
+    cells = sum(len(study_cells(studies[study])) for study in spec["studies"])
+    if len(spec["changes"]) != cells:
+        raise ConfigError(f"config error at figures.{figure}.changes: {len(spec['changes'])} changes for the "
+                          f"{cells} cells of its studies; give one per cell, in the order of the studies and "
+                          f"of each study's grid")
 
 
 def _check_figure_studies(figure: str, spec: dict[str, Any], studies: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from grokking.phases import PHASES
-from grokking.plots import legend_below, save_figure
+from grokking.plots import legend_below, save_figure, table_figure
 
 PROJECTIONS = ("Q", "K", "V", "O")
 PROJECTION_STYLES = ("-", "--", "-.", ":")
@@ -31,6 +31,7 @@ PANEL_LINES: dict[str, list[tuple[str, int | None, str]]] = {
     "loss": [("val_loss", None, "-"), ("train_loss", None, "--")],
     "param_norm": [("param_norm", None, "-")],
     "attn_norm": [("attn_norm", k, style) for k, style in enumerate(PROJECTION_STYLES)],
+    "spectral_norm": [("spectral_norm", None, "-")],
 }
 PANEL_AXES = {  # (y label, title)
     "accuracy": ("accuracy", "accuracy (dotted: threshold)"),
@@ -38,6 +39,7 @@ PANEL_AXES = {  # (y label, title)
     "loss": ("cross-entropy loss", "loss"),
     "param_norm": ("L2 norm of all parameters", "parameter norm"),
     "attn_norm": ("Frobenius norm", "attention projections, last layer"),
+    "spectral_norm": ("largest singular value", "spectral norm of the hidden weights"),
 }
 STUDY_COLORMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
 OPERATION_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
@@ -80,14 +82,15 @@ def mean_reached(steps: pd.Series) -> float | None:
     return float(reached.mean()) if len(reached) else None
 
 
-def delay_text(t_train: pd.Series, t_val: pd.Series, budget: int) -> str:
-    """Grokking delay T_val - T_train, the mean over the seeds that reached both thresholds."""
+def delay_text(t_train: pd.Series, t_val: pd.Series, budget: int, clock: str = "steps") -> str:
+    """Grokking delay T_val - T_train, the mean over the seeds that reached both thresholds, in the
+    study's clock (optimizer steps, or epochs)."""
     if t_train.isna().all():
-        return f"T_train not reached within {budget:,} steps"
+        return f"T_train not reached within {budget:,} {clock}"
     both = pd.DataFrame({"train": t_train, "val": t_val}).dropna()
     if both.empty:
-        return f"T_val not reached within {budget:,} steps"
-    text = f"delay {float((both['val'] - both['train']).mean()):,.0f} steps"
+        return f"T_val not reached within {budget:,} {clock}"
+    text = f"delay {float((both['val'] - both['train']).mean()):,.0f} {clock}"
     return text if len(both) == len(t_train) else f"{text} ({len(both)} of {len(t_train)} seeds)"
 
 
@@ -105,7 +108,7 @@ def study_settings(label: str, settings: dict[str, Any]) -> str:
         parts.append(f"train fraction {settings['train_fraction']:g}")
     if "batch_size" in settings:
         parts.append("full batch" if settings["batch_size"] == 0 else f"batch {settings['batch_size']}")
-    parts.append(f"budget {settings['budget']:,} steps, threshold {settings['threshold']:g}")
+    parts.append(f"budget {settings['budget']:,} {settings.get('clock', 'steps')}, threshold {settings['threshold']:g}")
     return f"{label}: {', '.join(parts)}"
 
 
@@ -119,6 +122,7 @@ class Curve:
     t_train: pd.Series
     t_val: pd.Series
     budget: int
+    clock: str = "steps"
 
     def band(self, key: str, projection: int | None) -> Band:
         runs = [(np.asarray(h["step"]), _values(h, key, projection)) for h in self.histories]
@@ -139,7 +143,7 @@ def _values(history: dict, key: str, projection: int | None) -> np.ndarray:
 
 
 def study_curves(histories: dict[str, dict], cells: pd.DataFrame, label: str, colormap: str,
-                 budget: int) -> list[Curve]:
+                 budget: int, clock: str = "steps") -> list[Curve]:
     """One curve per (lr, wd) point of a study, shaded within the study's color family."""
     points = list(cells.groupby(["lr", "wd"], sort=True))
     cmap = matplotlib.colormaps[colormap]
@@ -151,7 +155,7 @@ def study_curves(histories: dict[str, dict], cells: pd.DataFrame, label: str, co
             raise ValueError(f"{label}: no history for any cell at lr {lr:g}, wd {wd:g}")
         curves.append(Curve(f"{label}, lr {lr:.3g}, wd {wd:.3g}", color, drawn,
                             seeds["t_train"].reset_index(drop=True), seeds["t_val"].reset_index(drop=True),
-                            budget))
+                            budget, clock))
     return curves
 
 
@@ -172,8 +176,11 @@ def _draw_marks(ax: plt.Axes, curve: Curve) -> None:
             ax.axvline(step, color=curve.color, ls=style, lw=0.9, alpha=0.7)
 
 
-def _style_panel(ax: plt.Axes, panel: str, thresholds: Sequence[float]) -> None:
+def _style_panel(ax: plt.Axes, panel: str, thresholds: Sequence[float], clock: str = "steps",
+                 loss: str | None = None) -> None:
     ylabel, title = PANEL_AXES[panel]
+    if panel == "loss" and loss:
+        ylabel = f"{loss} loss"
     if panel in ("accuracy", "best_accuracy"):
         for threshold in sorted(set(thresholds)):
             ax.axhline(threshold, color="gray", lw=0.8, ls=":")
@@ -185,7 +192,7 @@ def _style_panel(ax: plt.Axes, panel: str, thresholds: Sequence[float]) -> None:
         ax.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only
-    ax.set_xlabel("optimization steps")
+    ax.set_xlabel("optimization steps" if clock == "steps" else clock)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
 
@@ -196,7 +203,7 @@ def _curve_handles(curves: Sequence[Curve], marks: bool) -> list[Line2D]:
     for curve in curves:
         text = f"{curve.label} ({seeds_text(len(curve.histories))})"
         if marks:
-            text += f"; {delay_text(curve.t_train, curve.t_val, curve.budget)}"
+            text += f"; {delay_text(curve.t_train, curve.t_val, curve.budget, curve.clock)}"
         handles.append(Line2D([], [], color=curve.color, lw=5, label=text))
     return handles
 
@@ -239,7 +246,7 @@ def curves_figure(
     curves: list[Curve] = []
     for i, ((histories, cells), label, study) in enumerate(zip(studies, labels, settings, strict=True)):
         curves += study_curves(histories, cells, label, STUDY_COLORMAPS[i % len(STUDY_COLORMAPS)],
-                               study["budget"])
+                               study["budget"], study.get("clock", "steps"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for curve in curves:
@@ -247,7 +254,8 @@ def curves_figure(
                 _draw_band(ax, curve.band(key, projection), curve.color, style)
             if marks:
                 _draw_marks(ax, curve)
-        _style_panel(ax, panel, [s["threshold"] for s in settings])
+        _style_panel(ax, panel, [s["threshold"] for s in settings], settings[0].get("clock", "steps"),
+                     settings[0].get("loss"))
     fig.tight_layout()
     heading = [title] if title else []
     fig.suptitle("\n".join(heading + [study_settings(lb, s) for lb, s in zip(labels, settings)]),
@@ -314,13 +322,7 @@ def table_text(table: pd.DataFrame) -> list[list[str]]:
 
 def curve_table_figure(table: pd.DataFrame, pdf: str | Path, png: str | Path, title: str = "") -> None:
     """``curve_table`` drawn as a table, for the report (a figure target is a pdf and a png)."""
-    fig, ax = plt.subplots(figsize=(13, 0.3 + 0.3 * (len(table) + 1)))
-    ax.axis("off")
-    drawn = ax.table(cellText=table_text(table), colLabels=TABLE_HEADER, loc="upper center", cellLoc="center")
-    drawn.auto_set_font_size(False)
-    drawn.set_fontsize(8)
-    drawn.auto_set_column_width(list(range(len(TABLE_HEADER))))
-    drawn.scale(1, 1.4)
+    fig, ax, drawn = table_figure(table_text(table), TABLE_HEADER, 13, 0.3 + 0.3 * (len(table) + 1))
     note = ("T: mean step over the seeds that reached the threshold (reached/seeds); delay: T_val - T_train "
             "over the seeds that reached both; accuracy: mean ± std over seeds")
     ax.set_title(f"{title}\n{note}" if title else note, fontsize="medium")

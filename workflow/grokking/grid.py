@@ -13,18 +13,25 @@ import numpy as np
 import pandas as pd
 
 CELL_COLUMNS = ["cell_id", "lr", "wd", "data_seed", "model_seed", "activation"]
-# Optional per-cell axes of a grid (modular studies): the Gaussian noise added to the input
-# embeddings while training and the factor on every initial parameter. A cell of a grid without one
-# has noise 0 and init scale 1, and neither its id nor its table mentions the axis.
-OPTIONAL_AXES = ("noise", "init_scale")
-AXIS_DEFAULTS = {"noise": 0.0, "init_scale": 1.0}
-ID_PREFIXES = {"noise": "noise", "init_scale": "init"}
+# Optional per-cell axes of a grid. Modular studies: the Gaussian noise added to the input
+# embeddings while training and the factor on every initial parameter. Parity studies: the weight
+# decay switched to once the training set is fitted (NaN: never switched) and the probability of
+# flipping each training label. MNIST studies: the init scale (else the study's init_scale) and
+# the augmentation strength. A cell of a grid without one has the default, and neither its id
+# nor its table mentions the axis.
+OPTIONAL_AXES = ("noise", "init_scale", "wd_after", "label_noise", "augment")
+AXIS_DEFAULTS = {"noise": 0.0, "init_scale": 1.0, "wd_after": float("nan"), "label_noise": 0.0, "augment": 0.0}
+ID_PREFIXES = {"noise": "noise", "init_scale": "init", "wd_after": "wdm", "label_noise": "flip", "augment": "aug"}
+# Per-cell choices by name (MNIST, 003 Table 3): the loss and the optimizer, where a grid varies
+# them; an id carries the name itself. A cell of a grid without one takes its task's default.
+CHOICE_AXES = ("loss", "optimizer")
 
 
 def axis_values(axis: dict[str, Any]) -> list[float]:
-    """Values of one axis: explicit ``values`` or a log/linear range (numpy's logspace/linspace)."""
+    """Values of one axis: explicit ``values`` (numbers, or names on a choice axis) or a log/linear
+    range (numpy's logspace/linspace)."""
     if "values" in axis:
-        return [float(v) for v in axis["values"]]
+        return [v if isinstance(v, str) else float(v) for v in axis["values"]]
     if axis["scale"] == "log":
         values = np.logspace(np.log10(axis["min"]), np.log10(axis["max"]), axis["num"])
     else:
@@ -32,16 +39,17 @@ def axis_values(axis: dict[str, Any]) -> list[float]:
     return [float(v) for v in values]
 
 
-def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: str, **axes: float) -> str:
+def cell_id(lr: float, wd: float, data_seed: int, model_seed: int, activation: str, **axes: float | str) -> str:
     """A stable, readable id: the values themselves, rounded to 4 significant digits (optional axes
     only where the grid has them, so the ids of lr x wd grids never change)."""
     extra = "".join(f"_{ID_PREFIXES[name]}{axes[name]:.4g}" for name in OPTIONAL_AXES if name in axes)
+    extra += "".join(f"_{axes[name]}" for name in CHOICE_AXES if name in axes)
     return f"lr{lr:.4g}_wd{wd:.4g}{extra}_d{data_seed}_m{model_seed}_{activation}"
 
 
 def grid_axes(grid: dict[str, Any]) -> list[str]:
-    """The axes of a grid, in a fixed order: lr, wd, then the optional ones it has."""
-    return ["lr", "wd", *(name for name in OPTIONAL_AXES if name in grid)]
+    """The axes of a grid, in a fixed order: lr, wd, then the optional and choice axes it has."""
+    return ["lr", "wd", *(name for name in (*OPTIONAL_AXES, *CHOICE_AXES) if name in grid)]
 
 
 def grid_points(grid: dict[str, Any]) -> list[dict[str, float]]:

@@ -102,6 +102,9 @@ def sgd_update(
     gradient; a tensor, not a Python bool, so the first step does not compile a second graph."""
     for param, grad, buf, l2, neg_lr in zip(params, grads, momentum_buffers, l2s, neg_lrs):
         grad = torch.addcmul(grad, param, _per_member(l2, param))  # grad.add(param, alpha=wd)
+        if momentum == 0:  # plain SGD (002's parity): torch keeps no buffer, and the step is the gradient
+            param.addcmul_(grad, _per_member(neg_lr, param))
+            continue
         buf.copy_(torch.where(first, grad, buf.mul(momentum).add_(grad)))
         direction = grad.add(buf, alpha=momentum) if nesterov else buf
         param.addcmul_(direction, _per_member(neg_lr, param))  # param.add_(direction, alpha=-lr)
@@ -189,6 +192,12 @@ class BatchedOptimizer:
         cpu_keep = keep.to(self.lr[next(iter(self.lr))].device)
         self.lr = {g: v.index_select(0, cpu_keep) for g, v in self.lr.items()}
         self.weight_decay = {g: v.index_select(0, cpu_keep) for g, v in self.weight_decay.items()}
+        self._refresh_factors()
+
+    def set_weight_decay(self, group: str, values: torch.Tensor) -> None:
+        """Change the members' weight decay of ``group`` ([M]) from the next step on: 002's
+        Hypothesis 1 raises it once a member has fitted its training set."""
+        self.weight_decay[group] = values.to(self.weight_decay[group])
         self._refresh_factors()
 
     def state(self, rows: torch.Tensor | None = None) -> dict[str, Any]:

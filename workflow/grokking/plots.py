@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never need a display
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.table  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -119,6 +120,20 @@ def phase_panel(ax: plt.Axes, phases: pd.DataFrame, title: str) -> int:
     ax.imshow(codes, cmap=cmap, vmin=-0.5, vmax=len(PHASES) - 0.5, **IMAGE)
     _label_axes(ax, grid, title)
     return mark_diverged(ax, phases, grid)
+
+
+def table_figure(rows: Sequence[Sequence[str]], header: Sequence[str], width: float,
+                 height: float) -> tuple[plt.Figure, plt.Axes, matplotlib.table.Table]:
+    """A figure that is one table (the report shows tables as images): 8-point text, columns as wide
+    as their text, rows 1.4 lines high."""
+    fig, ax = plt.subplots(figsize=(width, height))
+    ax.axis("off")
+    drawn = ax.table(cellText=rows, colLabels=list(header), loc="upper center", cellLoc="center")
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(8)
+    drawn.auto_set_column_width(list(range(len(header))))
+    drawn.scale(1, 1.4)
+    return fig, ax, drawn
 
 
 def save_figure(fig: plt.Figure, pdf: str | Path, png: str | Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from grokking.grid import CELL_COLUMNS, OPTIONAL_AXES
+from grokking.grid import CELL_COLUMNS, CHOICE_AXES, OPTIONAL_AXES
 
 NOT_CONVERGED = ("memorization", "confusion")
 CELL_ORDER = ["activation", "data_seed", "model_seed", "lr", "wd"]
@@ -27,7 +27,7 @@ def select_reruns(cells: pd.DataFrame, phases: pd.DataFrame) -> pd.DataFrame:
     """
     table = cells.merge(phases[["cell_id", "phase"]], on="cell_id", validate="one_to_one")
     chosen = table[table["phase"].isin(NOT_CONVERGED) & ~table["diverged"].astype(bool)]
-    axes = [name for name in OPTIONAL_AXES if name in chosen]  # a continued cell keeps its noise and init
+    axes = [name for name in (*OPTIONAL_AXES, *CHOICE_AXES) if name in chosen]  # a continued cell keeps its axes
     return chosen[[*CELL_COLUMNS[:3], *axes, *CELL_COLUMNS[3:], "shard"]]
 
 

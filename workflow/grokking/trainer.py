@@ -17,6 +17,7 @@ and parameters, takes steps, measures, and records histories.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,19 @@ class ShardResult:
     metrics: pd.DataFrame  # one row per cell
     history: dict[str, dict[str, torch.Tensor]]  # cell id -> snapshots every log_every updates
     end_state: dict[str, Any] | None  # full state of the cells that did not stop, for continuation
+
+
+@contextlib.contextmanager
+def denormals_flushed():
+    """Flush subnormal floats to zero while training, and restore the setting after: weights or
+    optimizer moments that decay into the subnormal range make CPU arithmetic many times slower,
+    and in a stacked shard one such member slows them all."""
+    flushing = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -214,3 +228,21 @@ class ShardTrainer:
 
     def end_state(self, members: Members, step: int, **extra: Any) -> dict[str, Any] | None:
         return running_state(self.cells, members, self.params, self.optimizer, step, **extra)
+
+    def budget_end_state(self, end_step: int) -> dict[str, Any] | None:
+        """Full state of the members that ran to the budget unconverged, with the batch seed their
+        order replays from (continuations resume it); None when training stopped before the budget."""
+        if not len(self.members) or end_step != self.study["budget"]:
+            return None
+        return self.end_state(self.members, end_step, batch_seed=self.study["batch_seed"])
+
+
+def with_final_losses(metrics: pd.DataFrame, history: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """The metrics table with each cell's last measured train and validation loss, from a history of
+    ``[evaluations, cells]`` curves (NaN where a cell was not measured)."""
+    for key in ("train_loss", "val_loss"):
+        values = history[key]
+        taken = ~torch.isnan(values)
+        metrics[f"final_{key}"] = [values[taken[:, i], i][-1].item() if taken[:, i].any() else float("nan")
+                                   for i in range(values.shape[1])]
+    return metrics

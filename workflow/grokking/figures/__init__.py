@@ -57,11 +57,14 @@ def study_label(name: str, studies: Studies) -> str:
 
 
 def _registry() -> dict[str, FigureKind]:
-    from grokking.figures import (batch_grid, correlations, curve_table, curves, dynamics, facets, landscape, phases,
-                                  robustness, smooth, trajectories)
+    from grokking.figures import (batch_grid, change_curves, change_table, correlations, curve_table, curves, dynamics,
+                                  facets, landscape, lu_maps, phases, representations, response, robustness,
+                                  scale_sweep, smooth, trajectories, weight_kde)
 
     kinds = (phases.KIND, smooth.KIND, dynamics.KIND, facets.KIND, trajectories.KIND, robustness.KIND,
-             curves.KIND, curve_table.KIND, landscape.KIND, batch_grid.KIND, correlations.KIND)
+             curves.KIND, curve_table.KIND, landscape.KIND, batch_grid.KIND, correlations.KIND,
+             representations.KIND, weight_kde.KIND, response.KIND,
+             change_table.KIND, change_curves.KIND, scale_sweep.KIND, lu_maps.KIND)
     return {kind.name: kind for kind in kinds}
 
 

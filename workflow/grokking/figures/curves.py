@@ -8,7 +8,7 @@ from typing import Any
 from grokking.figures import FigureKind, Histories, Inputs, Studies
 
 # The study settings a curves figure states (those a study's task lacks are left out).
-STUDY_KEYS = ("threshold", "budget", "p", "operation", "train_fraction", "batch_size")
+STUDY_KEYS = ("threshold", "budget", "p", "operation", "train_fraction", "batch_size", "loss")
 
 
 def inputs(spec: dict, studies: Studies, histories: Histories) -> Inputs:
@@ -28,8 +28,8 @@ def figure_labels(spec: dict) -> list[str]:
 def options(spec: dict, studies: Studies) -> dict[str, Any]:
     return {"title": spec.get("title", ""), "labels": figure_labels(spec),
             "panels": list(spec.get("panels", ["accuracy", "loss"])), "marks": spec.get("marks", False),
-            "studies": [{**{k: studies[s][k] for k in STUDY_KEYS if k in studies[s]}, "task": task_label(s, studies)}
-                        for s in spec["studies"]]}
+            "studies": [{**{k: studies[s][k] for k in STUDY_KEYS if k in studies[s]}, "task": task_label(s, studies),
+                         "clock": task_clock(s, studies)} for s in spec["studies"]]}
 
 
 def task_label(study: str, studies: Studies) -> str:
@@ -37,6 +37,13 @@ def task_label(study: str, studies: Studies) -> str:
     from grokking.tasks import task_of
 
     return task_of(studies[study]).label(studies[study])
+
+
+def task_clock(study: str, studies: Studies) -> str:
+    """What the study's budget and threshold steps count: optimizer steps, or epochs (parity)."""
+    from grokking.tasks import task_of
+
+    return task_of(studies[study]).clock
 
 
 def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:

@@ -31,7 +31,8 @@ class Task:
     - ``check(study)``: rules the schema cannot express; raises ValueError("<key>: <what is wrong>");
     - ``train(study, cells, data_path, settings, resume)``: trains one shard (or continues it from
       ``resume``, its saved end state) and returns its metrics, history and end state;
-    - ``label(study)``: what a panel title says the study trains.
+    - ``label(study)``: what a panel title says the study trains;
+    - ``clock``: what its budget and threshold steps count (optimizer "steps", or "epochs").
     """
 
     name: str
@@ -41,6 +42,7 @@ class Task:
     label: Callable[[dict[str, Any]], str]
     data_keys: tuple[str, ...] = ()
     prepare: Callable[[dict[str, Any], str], None] | None = None
+    clock: str = "steps"
 
     def data_settings(self, study: dict[str, Any]) -> dict[str, Any]:
         """The settings that define a study's data file (changing any other never rebuilds it)."""
@@ -48,9 +50,9 @@ class Task:
 
 
 def _registry() -> dict[str, Task]:
-    from grokking.tasks import mnist, modular, toy
+    from grokking.tasks import mnist, modular, parity, toy
 
-    return {task.name: task for task in (toy.TASK, mnist.TASK, modular.TASK)}
+    return {task.name: task for task in (toy.TASK, mnist.TASK, modular.TASK, parity.TASK)}
 
 
 TASKS = _registry()

@@ -25,6 +25,14 @@ T_train / T_val are the first steps of the schedule at which the accuracy is str
 budget (and the extended budget) must be steps of the schedule, which the config check enforces, so
 the final accuracies are measured at the last step and a continuation starts on the schedule.
 
+Options of 003 Table 3 and Omnigrok (``grokking.mnist_ablations``). A cell may change its init
+scale, loss (MSE or cross-entropy), optimizer (AdamW, Adam, SGD) and augmentation through grid axes,
+so those rows of Table 3 share one shard and one batch order; ``constrain_norm`` holds every
+member's parameter norm at its initial value. A study without them trains exactly as before (the
+report's path: MSE, ``BatchedAdamW``, no copies of the batch). Histories also hold each evaluation's
+train and validation loss (the cell's own loss; NaN for the train split under ``train_accuracy:
+running``, which has no train forward) and the L2 norm of all parameters.
+
 Stopping. A member stops at the evaluation step where both thresholds are reached (early stopping,
 as in the paper; ``stop_early: false`` trains on to the budget, e.g. for Fig. 6's curves). A member
 whose training loss becomes NaN/Inf is recorded as diverged at that step and leaves the ensemble at
@@ -45,6 +53,9 @@ import torch
 from grokking import ensemble
 from grokking.mnist import (
     N_CLASSES, MnistData, batches, build_mnist_model, mnist_architecture, pixels, stack_mnist_models,
+)
+from grokking.mnist_ablations import (
+    MemberAugmentations, MixedOptimizer, NormConstraint, cell_settings, member_loss, squared_norms,
 )
 from grokking.optim import BatchedAdamW
 from grokking.schedule import eval_steps, is_eval_step  # noqa: F401 (is_eval_step: part of this module's API)
@@ -99,24 +110,37 @@ class MnistShardTrainer(ShardTrainer):
     # ----------------------------------------------------------------------------- set-up
     def _build(self, resume: dict[str, Any] | None) -> None:
         cells, dev, M = self.cells, self.device, len(self.cells)
+        options = cell_settings(self.study, cells)  # init scale, augment, loss, optimizer per cell
         models = {}
-        for act, seed in zip(cells["activation"], cells["model_seed"]):
-            if (act, int(seed)) not in models:
-                models[(act, int(seed))] = build_mnist_model(self.study, act, int(seed), self.dtype)
-        params = stack_mnist_models(
-            [models[(a, int(s))] for a, s in zip(cells["activation"], cells["model_seed"])], self.dtype, dev
-        )
+        keys = list(zip(cells["activation"], cells["model_seed"].astype(int), options["init_scale"].astype(float)))
+        for act, seed, scale in keys:
+            if (act, seed, scale) not in models:
+                models[(act, seed, scale)] = build_mnist_model({**self.study, "init_scale": scale}, act, seed,
+                                                               self.dtype)
+        params = stack_mnist_models([models[key] for key in keys], self.dtype, dev)
         f64 = dict(dtype=torch.float64, device=dev)
         decay = torch.tensor(cells["wd"].to_numpy(), **f64)  # the swept wd applies to both groups
         lr = {"encoder": torch.full((M,), self.study["encoder_lr"], **f64),
               "decoder": torch.tensor(cells["lr"].to_numpy(), **f64)}
         self.params = {n: v.requires_grad_() for n, v in params.items()}
-        self.optimizer = BatchedAdamW(self.params, self.arch.groups, lr, {"encoder": decay, "decoder": decay},
-                                      compile=self.settings.compile)
+        kinds = list(options["optimizer"])
+        if set(kinds) == {"adamw"}:  # the report's optimizer: its own class, as before these options
+            self.optimizer = BatchedAdamW(self.params, self.arch.groups, lr, {"encoder": decay, "decoder": decay},
+                                          compile=self.settings.compile)
+        else:
+            self.optimizer = MixedOptimizer(self.params, self.arch.groups, lr, {"encoder": decay, "decoder": decay},
+                                            kinds, compile=self.settings.compile)
+        self.norm_constraint = (NormConstraint(self.params, self.arch.param_names)
+                                if self.study["constrain_norm"] else None)  # of the initial weights
+        self.sigmas = [float(s) for s in options["augment"]]  # per member, compacted with them
+        self.augmentations = MemberAugmentations(self.sigmas, self.study["batch_seed"])  # seeds both
         # Running accuracy (train_accuracy: running): correct pre-update predictions so far this epoch
         # and over the last complete one; zero at every epoch end, so never part of a saved state.
         zero = torch.zeros(M, dtype=torch.long, device=dev)
-        self.members = new_members(M, dev, epoch_correct=zero.clone(), last_epoch_correct=zero.clone())
+        cross_entropy = torch.tensor((options["loss"] == "cross_entropy").to_numpy(), device=dev)
+        self.any_cross_entropy = bool(cross_entropy.any())
+        self.members = new_members(M, dev, epoch_correct=zero.clone(), last_epoch_correct=zero.clone(),
+                                   cross_entropy=cross_entropy)
         if resume is not None:
             self.load_resume(resume)
         self.start_record()
@@ -127,6 +151,19 @@ class MnistShardTrainer(ShardTrainer):
         self.history_train = torch.zeros(len(steps), M, dtype=torch.int32, device=dev)
         self.history_val = torch.zeros(len(steps), M, dtype=torch.int32, device=dev)
         self.history_taken = torch.zeros(len(steps), M, dtype=torch.bool, device=dev)
+        nan = torch.full((len(steps), M), float("nan"), dtype=torch.float64, device=dev)
+        self.history_train_loss, self.history_val_loss, self.history_norm = nan.clone(), nan.clone(), nan.clone()
+
+    def _loss(self, out: torch.Tensor, one_hot: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Each member's own loss [M] (MSE for all when no member uses cross-entropy)."""
+        return member_loss(out, one_hot, labels, self.members.cross_entropy if self.any_cross_entropy else None)
+
+    def compact(self, keep: torch.Tensor) -> None:
+        """As every task's, and the per-member options held outside the stacked tensors."""
+        super().compact(keep)
+        self.sigmas = [self.sigmas[i] for i in keep.tolist()]
+        if self.norm_constraint is not None:
+            self.norm_constraint.select(keep)
 
     def load_resume(self, state: dict[str, Any]) -> None:
         """As every task's, and the batch order must be the one the saved run used."""
@@ -137,14 +174,18 @@ class MnistShardTrainer(ShardTrainer):
 
     # ----------------------------------------------------------------------------- training
     @torch.no_grad()
-    def _count_correct(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """[M] correct predictions (argmax of the logits) of every member over all rows of x."""
+    def _count_correct(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[M] correct predictions (argmax of the logits) of every member over all rows of x, and
+        [M] each member's mean loss over them (float64)."""
         M = len(self.members.ids)
         correct = torch.zeros(M, dtype=torch.long, device=self.device)
+        loss = torch.zeros(M, dtype=torch.float64, device=self.device)
+        eye = torch.eye(N_CLASSES, dtype=self.dtype, device=self.device)
         for xs, ys in zip(x.split(EVAL_CHUNK), y.split(EVAL_CHUNK)):
             out = ensemble.forward(self.arch, self.params, xs.expand(M, -1, -1))  # [M, chunk, 10]
             correct += (out.argmax(-1) == ys).sum(1)
-        return correct
+            loss += self._loss(out, eye[ys], ys).double() * len(ys)
+        return correct, loss / len(y)
 
     @torch.no_grad()
     def _evaluate(self, step: int) -> None:
@@ -152,9 +193,10 @@ class MnistShardTrainer(ShardTrainer):
         m = self.members
         if self.running:  # the config check puts evaluation steps at epoch ends
             train_correct = m.last_epoch_correct
+            train_loss = torch.full_like(m.t_train, float("nan"), dtype=torch.float64)  # no train forward
         else:
-            train_correct = self._count_correct(self.x_train, self.y_train)
-        val_correct = self._count_correct(self.x_val, self.y_val)
+            train_correct, train_loss = self._count_correct(self.x_train, self.y_train)
+        val_correct, val_loss = self._count_correct(self.x_val, self.y_val)
         alive = m.diverged_at < 0
         m.train_correct = torch.where(alive, train_correct, m.train_correct)
         m.val_correct = torch.where(alive, val_correct, m.val_correct)
@@ -164,6 +206,9 @@ class MnistShardTrainer(ShardTrainer):
         self.history_train[row].index_copy_(0, m.ids, m.train_correct.to(torch.int32))
         self.history_val[row].index_copy_(0, m.ids, m.val_correct.to(torch.int32))
         self.history_taken[row].index_fill_(0, m.ids, True)
+        self.history_train_loss[row].index_copy_(0, m.ids, train_loss)
+        self.history_val_loss[row].index_copy_(0, m.ids, val_loss)
+        self.history_norm[row].index_copy_(0, m.ids, squared_norms(self.params, self.arch.param_names).double().sqrt())
 
     def select_params(self, keep: torch.Tensor) -> dict[str, torch.Tensor]:
         """Autograd trains these: the kept members' slices become leaves again."""
@@ -182,13 +227,16 @@ class MnistShardTrainer(ShardTrainer):
             M = len(m.ids)
             # step: one shared batch for every member
             index = next(order).to(self.device)
-            x = self.x_train.index_select(0, index).expand(M, -1, -1)  # [M, batch, 784], no copy
+            # [M, batch, 784]: a broadcast view without augmentation, else each member's transformed batch
+            x = self.augmentations.inputs(self.x_train.index_select(0, index), self.sigmas, step)
             out = ensemble.forward(self.arch, self.params, x)  # [M, batch, 10]
-            loss = mse_to_one_hot(out, self.one_hot.index_select(0, index))  # [M]
+            loss = self._loss(out, self.one_hot.index_select(0, index), self.y_train.index_select(0, index))  # [M]
             m.diverged_at = torch.where((m.diverged_at < 0) & ~torch.isfinite(loss.detach()), step,
                                         m.diverged_at)
             grads = torch.autograd.grad(loss.sum(), [self.params[n] for n in names])
             self.optimizer.step(dict(zip(names, grads)))
+            if self.norm_constraint is not None:
+                self.norm_constraint.apply(self.params)
             cell_steps += M
             if self.running:
                 m.epoch_correct += (out.detach().argmax(-1) == self.y_train.index_select(0, index)).sum(1)
@@ -214,15 +262,19 @@ class MnistShardTrainer(ShardTrainer):
         self.end_step = step
         if len(self.members.ids):
             self.record(torch.arange(len(self.members), device=self.device), step)
-        return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
+        return ShardResult(metrics=self._metrics(), history=self._history(),
+                           end_state=self.budget_end_state(self.end_step))
 
     # ----------------------------------------------------------------------------- results
     def _metrics(self) -> pd.DataFrame:
         return self.metrics(self.study["budget"])
 
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Per cell: evaluation steps and the train / validation accuracy at each."""
+        """Per cell: evaluation steps and the train / validation accuracy, loss and the parameter
+        norm at each."""
         taken, train, val = (t.cpu() for t in (self.history_taken, self.history_train, self.history_val))
+        train_loss, val_loss, norm = (t.cpu() for t in (self.history_train_loss, self.history_val_loss,
+                                                         self.history_norm))
         history = {}
         for i, cid in enumerate(self.cells["cell_id"]):
             rows = taken[:, i].nonzero().squeeze(1)
@@ -231,15 +283,11 @@ class MnistShardTrainer(ShardTrainer):
                     "step": self.history_steps[rows].to(torch.int32),
                     "train_acc": train[rows, i].float() / self.n_train,
                     "val_acc": val[rows, i].float() / self.n_val,
+                    "train_loss": train_loss[rows, i].float(),
+                    "val_loss": val_loss[rows, i].float(),
+                    "param_norm": norm[rows, i].float(),
                 }
         return history
-
-    def _end_state(self) -> dict[str, Any] | None:
-        """Full state of the members that ran to the budget unconverged (continuations resume it)."""
-        if not len(self.members.ids) or self.end_step != self.study["budget"]:
-            return None
-        return self.end_state(self.members, self.end_step,
-                             batch_seed=self.study["batch_seed"])  # the batch order is replayed from it
 
 
 def train_mnist_shard(

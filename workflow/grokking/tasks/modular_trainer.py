@@ -51,7 +51,8 @@ from grokking.modular import ModularSplit, attention_norm_names, build_model, ep
 from grokking.optim import make_optimizer
 from grokking.schedule import eval_steps, is_eval_step
 from grokking.stacked import StackedModel, group_parameters
-from grokking.trainer import DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, new_members
+from grokking.trainer import (DTYPES, PROGRESS_EVERY, EngineSettings, ShardResult, ShardTrainer, denormals_flushed,
+                              new_members, with_final_losses)
 
 # Compiling the stacked step and evaluation forward costs 30-45 s per shard job and saves about 2 ms
 # per member-update of 64 equations at M = 8 (12 at M = 1; benchmarks/modular.py): a shard that will
@@ -235,12 +236,8 @@ class ModularShardTrainer(ShardTrainer):
             self.history["attn_norm"][row, ids] = attention.float().cpu()
 
     def run(self) -> ShardResult:
-        flushing = torch.set_flush_denormal(True)
-        try:
+        with denormals_flushed():
             return self._run()
-        finally:
-            if flushing:
-                torch.set_flush_denormal(False)
 
     def _run(self) -> ShardResult:
         study, budget = self.study, self.study["budget"]
@@ -280,19 +277,10 @@ class ModularShardTrainer(ShardTrainer):
         if len(self.members):
             self._keep_weights(torch.arange(len(self.members), device=self.device))
             self.record(torch.arange(len(self.members), device=self.device), step)
-        return ShardResult(metrics=self._metrics(), history=self._history(), end_state=self._end_state())
+        metrics = with_final_losses(self.metrics(self.study["budget"]), self.history)
+        return ShardResult(metrics=metrics, history=self._history(), end_state=self.budget_end_state(self.end_step))
 
     # ----------------------------------------------------------------------------- results
-    def _metrics(self) -> pd.DataFrame:
-        metrics = self.metrics(self.study["budget"])
-        last = {key: self.history[key] for key in ("train_loss", "val_loss")}
-        for key, values in last.items():  # the last measured loss of each cell
-            taken = ~torch.isnan(values)
-            final = [values[taken[:, i], i][-1].item() if taken[:, i].any() else float("nan")
-                     for i in range(len(self.cells))]
-            metrics[f"final_{key}"] = final
-        return metrics
-
     def _history(self) -> dict[str, dict[str, torch.Tensor]]:
         """Per cell: evaluation steps and every recorded curve at them."""
         history = {}
@@ -304,12 +292,6 @@ class ModularShardTrainer(ShardTrainer):
             if cid in self.final_params:
                 history.setdefault(cid, {})["final_params"] = self.final_params[cid]
         return history
-
-    def _end_state(self) -> dict[str, Any] | None:
-        """Full state of the members that ran to the budget unconverged (continuations resume it)."""
-        if not len(self.members) or self.end_step != self.study["budget"]:
-            return None
-        return self.end_state(self.members, self.end_step, batch_seed=self.study["batch_seed"])
 
 
 def train_modular_shard(study: dict[str, Any], cells: pd.DataFrame, splits: dict[int, ModularSplit],
