@@ -13,10 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (36 min measured under load; about 30-32 idle, projected)
+demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (about 31-33 min on 2 idle cores, projected)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (297 tests, 13.6 min on 2 idle cores)
+test: $(VENV)/.installed  ## the whole test suite (342 tests; 297 took 13.6 min on 2 idle cores)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
