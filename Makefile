@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[test,slurm]'
 	touch $@
 
-demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (about 31-33 min on 2 idle cores, projected)
+demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (31.5 min measured on 2 idle cores; about 29 after a trim, projected)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
 test: $(VENV)/.installed  ## the whole test suite (342 tests; 297 took 13.6 min on 2 idle cores)
