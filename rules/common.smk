@@ -31,6 +31,7 @@ shell.prefix(JOB_SHELL_SETUP.replace("{", "{{").replace("}", "}}"))
 from grokking.config import ConfigError, validate_config  # noqa: E402
 from grokking.figures import KINDS as FIGURE_KINDS, figure_kind  # noqa: E402
 from grokking.grid import cell_layout, study_shards, training_settings  # noqa: E402
+from grokking.ledger import figures_with_claims, paper_section  # noqa: E402
 from grokking.tasks import task_of  # noqa: E402
 
 try:
@@ -60,6 +61,8 @@ ALL_FIGURES = list(config["figures"])
 STUDY_PATTERN = "|".join(STUDIES) or "no-study"
 SHARD_PATTERN = r"s\d{3}"
 FIGURE_PATTERN = "|".join(ALL_FIGURES) or "no-figure"
+LEDGER_FIGURES = [name for name in figures_with_claims() if name in config["figures"]]
+LEDGER_FIGURE_PATTERN = "|".join(LEDGER_FIGURES) or "no-figure"
 # Studies whose task prepares data of their own (results/<study>/dataset.pt).
 OWN_DATA_PATTERN = "|".join(name for name, study in STUDIES.items() if task_of(study).prepare) or "no-study"
 
@@ -75,9 +78,24 @@ def get_all_figures():
 
 
 def get_all_targets():
-    """Every figure, and the claims summary computed from the diagrams they draw."""
+    """Every figure, the claims summary computed from the diagrams they draw, and the ledger."""
     summary = ["results/summary/claims.csv", "results/summary/claims.md"] if diagram_tables() else []
-    return get_all_figures() + summary
+    ledger = ["results/summary/ledger.csv", "results/summary/ledger.md", "results/summary/what_reproduces.md"]
+    return get_all_figures() + summary + ledger
+
+
+def get_paper_section(wildcards):
+    """The HTML report's section of a figure and of its claims: the paper it reproduces."""
+    return paper_section(wildcards.figure)
+
+
+def get_ledger_figures(wildcards):
+    """The figures of this config that test some claim of the ledger."""
+    return LEDGER_FIGURES
+
+
+def get_ledger_rows(wildcards):
+    return expand("results/ledger/{figure}.csv", figure=LEDGER_FIGURES)
 
 
 def shard_cells(study, shard):

@@ -1,7 +1,7 @@
 # Figures: every plot is a target (results/figures/<name>.pdf and .png).
 #
 # One plotting rule per figure kind of the registry (grokking.figures), all made by this one
-# definition: the kind declares the files a figure reads and its drawing options, and the job runs
+# definition (in the HTML report, each figure sits in its paper's section beside its claims): the kind declares the files a figure reads and its drawing options, and the job runs
 # `python -m grokking plot <kind>`. A rule per kind, rather than one rule, keeps each kind's caption
 # in the HTML report (a report caption is fixed per rule) and its name in the logs.
 
@@ -17,9 +17,11 @@ for figure_kind_ in FIGURE_KINDS.values():
             pdf=report(
                 "results/figures/{figure}.pdf",
                 caption=f"../workflow/report/{figure_kind_.caption}",
-                category=figure_kind_.category,
+                category=get_paper_section,
+                subcategory="{figure}",
             ),
             png="results/figures/{figure}.png",
+            **{suffix: f"results/figures/{{figure}}.{suffix}" for suffix in figure_kind_.tables},
         log:
             f"logs/plot_{figure_kind_.name}/{{figure}}.log",
         params:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from grokking import io, landscape
+from grokking import io, landscape, landscape_verb
 from grokking.figures import landscape as landscape_figure
 from grokking.landscape import (filter_normalized_directions, loss_plane, modular_landscape, surface_stats,
                                 unit_directions)
@@ -132,7 +132,7 @@ def write_tiny_study(root) -> dict[str, str]:
 def test_landscape_verb_writes_every_cell_with_finite_final_params(tmp_path):
     files = write_tiny_study(tmp_path)
     parser = argparse.ArgumentParser()
-    landscape.add_parser(parser.add_subparsers(dest="verb"))
+    landscape_verb.add_parser(parser.add_subparsers(dest="verb"))
     args = parser.parse_args(["landscape", "--study", json.dumps(files["study"]), "--histories", files["histories"],
                               "--dataset", files["dataset"], "--cells", files["cells"], "--out", files["out"],
                               "--span", "0.5", "--points", "5", "--rows", "6", "--seed", "1"])

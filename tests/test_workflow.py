@@ -164,6 +164,23 @@ def test_smoke_builds_the_appendix_figures_and_claims(smoke_run):
 
 
 @pytest.mark.slow
+def test_smoke_builds_the_ledger_of_every_claim(smoke_run):
+    from grokking.ledger import CLAIMS, PAPERS
+    from grokking.ledger.verdicts import VERDICTS
+
+    workdir = smoke_run
+    ledger = pd.read_csv(workdir / "results/summary/ledger.csv", keep_default_na=False)
+    assert list(ledger["key"]) == [c.key for c in CLAIMS]
+    assert set(ledger["verdict"]) <= set(VERDICTS) and set(ledger["preset"]) == {"smoke"}
+    assert (ledger["size"] != "").all()  # every claim measured, each saying at which size
+    markdown = (workdir / "results/summary/ledger.md").read_text()
+    assert all(f"## {paper}: {title}" in markdown for paper, title in PAPERS.items())
+    # A figure's rows are their own job: redrawing nothing else, changing one study reruns its figures' rows.
+    rows = pd.read_csv(workdir / "results/ledger/fig1_toy_phases.csv")
+    assert set(rows["figure"]) == {"fig1_toy_phases"}
+
+
+@pytest.mark.slow
 def test_report_holds_every_figure(smoke_run):
     workdir = smoke_run
     snakemake(workdir, "--report", "results/report.html", "--configfile", "presets/smoke.yaml", LOCAL,
@@ -173,3 +190,4 @@ def test_report_holds_every_figure(smoke_run):
     assert figures == sorted(load_config("smoke")["figures"])  # every figure of every paper
     for figure in figures:
         assert f"{figure}.pdf" in html, figure
+    assert "ledger.csv" in html and "fig1_toy_phases.csv" in html  # the ledger, and each figure's claims

@@ -12,20 +12,19 @@ import logging
 import time
 
 import pandas as pd
-import torch
 
-from grokking import io, landscape, shard_files, tables
+from grokking import io, landscape_verb, shard_files, tables
 from grokking.claims import claims_markdown, claims_table
-from grokking.trainer import EngineSettings, resolve_device
 from grokking.grid import shard_cell_ids
-from grokking.mnist import prepare_mnist
+from grokking.ledger import verbs as ledger_verbs
 from grokking.phases import classify_cells
 from grokking.tasks import task_of
 
 log = logging.getLogger("grokking")
 
 # The plot verb imports matplotlib (through the figure kind's draw) inside the verb: a second of
-# start-up that the many training jobs of a diagram should not pay.
+# start-up that the many training jobs of a diagram should not pay. Likewise torch (2-3 s) is
+# imported only by the verbs that train or read tensors: tables, phases and claims start without it.
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -36,6 +35,8 @@ def prepare(args: argparse.Namespace) -> None:
 
 def prepare_mnist_data(args: argparse.Namespace) -> None:
     """Load MNIST through torchvision from --root and write the report's training subset once."""
+    from grokking.mnist import prepare_mnist
+
     data = prepare_mnist(args.root, args.seed, args.size, download=args.download)
     io.save_torch(data.to_dict(), args.out)
     log.info("MNIST from %s: %d training images (seed %d; first indices %s), %d validation images",
@@ -44,6 +45,10 @@ def prepare_mnist_data(args: argparse.Namespace) -> None:
 
 def _train_and_write(args: argparse.Namespace, spec: dict, cells: pd.DataFrame, resume=None) -> None:
     """Train ``cells`` (from scratch or from ``resume``) and write metrics, history, end state."""
+    import torch
+
+    from grokking.trainer import EngineSettings, resolve_device
+
     torch.set_num_threads(args.threads)
     study = spec["study"]
     settings = EngineSettings(
@@ -249,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", help="compare with fingerprints recorded earlier (JSON)")
     p.set_defaults(func=fingerprint)
 
-    landscape.add_parser(verbs)
+    landscape_verb.add_parser(verbs)
+    ledger_verbs.add_parser(verbs)
 
     p = verbs.add_parser("classify", help="label every cell with its phase")
     p.add_argument("--cells", required=True)

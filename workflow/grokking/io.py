@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pandas as pd
-import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -47,6 +46,8 @@ def write_json(obj: Any, path: str | os.PathLike) -> None:
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
+        import torch  # here, not at the top: the table-only verbs start 2-3 s faster without it
+
         torch.save(obj, tmp)
 
 
@@ -71,6 +72,8 @@ def damaged(path: str | os.PathLike, problem: str) -> DamagedFileError:
 
 def load_torch(path: str | os.PathLike) -> Any:
     """torch.load on the CPU; a truncated or overwritten file raises DamagedFileError naming it."""
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):

@@ -33,8 +33,6 @@ small models, where one kernel per layer instead of one per point is what pays.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from typing import Any
 
@@ -45,13 +43,13 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from grokking import io
+from grokking.landscape_verb import NORMALIZATIONS
 from grokking.modular import ModularSplit, build_model
 
 log = logging.getLogger("grokking")
 
 Params = dict[str, torch.Tensor]
 ROWS_PER_FORWARD = 16384  # (grid point, equation) pairs per batched forward: ~150 MB of a d=128 decoder's activations
-NORMALIZATIONS = ("filter", "tensor")
 GRIDS = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
@@ -205,30 +203,3 @@ def write_landscapes(study: dict, history_paths: list[str], dataset_path: str, c
     if skipped:
         log.warning("%d cells without finite final parameters left out: %s", len(skipped), ", ".join(skipped))
     io.save_torch(landscapes, out_path)
-
-
-# ------------------------------------------------------------------------------------ CLI verb
-def run(args: argparse.Namespace) -> None:
-    """Loss landscapes around every cell's final parameters (paper 003, section 3.3)."""
-    torch.set_num_threads(args.threads)
-    write_landscapes(json.loads(args.study), args.histories, args.dataset, args.cells, args.out,
-                     args.span, args.points, args.rows, args.seed, args.normalization)
-
-
-def add_parser(verbs: argparse._SubParsersAction) -> None:
-    """The ``landscape`` verb, for cli.build_parser."""
-    p = verbs.add_parser("landscape", help=run.__doc__)
-    p.add_argument("--study", required=True, help="the study's settings, as JSON")
-    p.add_argument("--histories", nargs="+", required=True, help="the shards' history files (with final_params)")
-    p.add_argument("--dataset", required=True, help="results/<study>/dataset.pt")
-    p.add_argument("--cells", required=True, help="results/<study>/cells.csv")
-    p.add_argument("--out", required=True)
-    p.add_argument("--span", type=float, default=1.0, help="alpha, beta in [-span, span] (public code: 1)")
-    p.add_argument("--points", type=int, default=21, help="grid points per axis (public code: 21)")
-    p.add_argument("--rows", type=int, default=1024, help="equations of each split measured; 0 = all "
-                   "(public code: 2 batches of 512)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the two random directions")
-    p.add_argument("--normalization", choices=NORMALIZATIONS, default="filter",
-                   help="filter: Li et al.'s per-row scaling; tensor: the public code's unit-norm tensors")
-    p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=run)

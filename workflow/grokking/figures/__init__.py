@@ -30,7 +30,9 @@ class FigureKind:
     - ``diagrams(spec, studies)``: diagram name -> phases table, for the claims summary (empty for
       figures that are not phase diagrams);
     - ``keys``: the config keys only this kind takes; ``n_studies``: how many studies it draws
-      (None: any number); ``caption`` and ``category``: its place in ``snakemake --report``.
+      (None: any number); ``caption`` and ``category``: its place in ``snakemake --report``;
+    - ``tables``: suffixes of the files ``draw`` writes beside the PNG besides the images (e.g.
+      ``("csv", "md")``): the plotting rule declares them as outputs too.
     """
 
     name: str
@@ -42,6 +44,7 @@ class FigureKind:
     n_studies: int | None = None
     keys: tuple[str, ...] = ()
     diagrams: Callable[[dict, Studies], dict[str, str]] = field(default=lambda spec, studies: {})
+    tables: tuple[str, ...] = ()
 
 
 def phases_table(study: str, extended: bool = False) -> str:

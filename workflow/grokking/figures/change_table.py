@@ -50,4 +50,4 @@ def draw(files: Inputs, options: dict[str, Any], pdf: str, png: str) -> None:
 
 
 KIND = FigureKind("change_table", inputs, options, draw, caption="change_table.rst", category="MNIST ablations",
-                  keys=("changes",))
+                  keys=("changes",), tables=("csv", "md"))
