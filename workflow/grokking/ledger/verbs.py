@@ -27,15 +27,22 @@ def figure_rows(args: argparse.Namespace) -> None:
         log.info("%s: %s (%s)", row.key, row.verdict, row.ours)
 
 
+def short(text: str, limit: int = 90) -> str:
+    """The head of a measured text: up to its first parenthesis, at most ``limit`` characters."""
+    head = text.split(" (")[0].split("; ")[0]
+    return head if len(head) <= limit else head[:limit - 3].rstrip() + "..."
+
+
 def what_reproduces(table: pd.DataFrame) -> str:
-    """The README's short section: per paper, the verdict counts and each claim in one line."""
+    """The README's short section: per paper, the verdict counts and each claim in one line (the
+    verdict, the preset it was measured at, the claim, and the head of our number)."""
     lines = []
     for paper, title in PAPERS.items():
         rows = table[table["paper"] == paper]
         if rows.empty:
             continue
-        lines += [f"**{paper}: {title}** ({verdict_counts(rows)})", ""]
-        lines += [f"- {r.verdict}: {r.claim} Ours: {r.ours or '-'} ({r.where}; {r.size or 'not run'})"
+        lines += [f"**{paper}: {title}**: {verdict_counts(rows)}.", ""]
+        lines += [f"- **{r.verdict}** ({r.preset}, {r.where}): {r.claim} Ours: {short(r.ours) or '-'}."
                   for r in rows.itertuples(index=False)]
         lines.append("")
     return "\n".join(lines)
