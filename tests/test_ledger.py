@@ -263,9 +263,10 @@ def test_003_validation_loss_rise_flips(tmp_path):
 
 
 # ------------------------------------------------------------------ 003: landscapes and Table 3
-def landscape_files(tmp_path, grokking_range: float, comprehension_range: float) -> tuple[dict, dict]:
+def landscape_files(tmp_path, grokking_range: float, comprehension_range: float,
+                    other_t_val: int | None = 300) -> tuple[dict, dict]:
     cells = pd.DataFrame({"cell_id": ["g", "c"], "lr": 1e-3, "wd": 1.0, "data_seed": 0, "model_seed": 0,
-                          "t_train": [100, 100], "t_val": [5100, 300]})
+                          "t_train": [100, 100], "t_val": pd.array([5100, other_t_val], dtype="Int64")})
     cells.to_csv(tmp_path / "cells.csv", index=False)
     stats = lambda r: {"train_loss": {"range": r, "roughness": r / 10}}  # noqa: E731
     io.save_torch({"g": {"stats": stats(grokking_range), "settings": {"points": 21, "normalization": "tensor"}},
@@ -284,6 +285,10 @@ def test_003_landscape_ratios_flip(tmp_path):
     files, options = landscape_files(tmp_path / "b", 0.5, 1.0)
     assert judge("003-landscape-range", files, options) == FAILS
     assert judge("003-landscape-roughness", files, options) == FAILS
+    (tmp_path / "c").mkdir()  # the other optimum never reached 95 %: no comprehension to compare with
+    files, options = landscape_files(tmp_path / "c", 8.0, 1.0, other_t_val=None)
+    assert judge("003-landscape-range", files, options) == INCONCLUSIVE
+    assert judge("003-landscape-roughness", files, options) == HOLDS  # non-grokking optima count
 
 
 def test_003_table3_claims_flip(monkeypatch):
