@@ -249,6 +249,10 @@ def test_003_weight_decay_claims_flip(tmp_path):
     assert judge("003-large-wd-stays-low", files, options) == FAILS
     assert judge("003-less-decay-longer", files, options) == HOLDS
     assert judge("003-same-peak", files, options) == HOLDS
+    runs[0]["attn"] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 12]  # still rising at the end: no peak to compare
+    (tmp_path / "c").mkdir()
+    files, options = curve_files(tmp_path / "c", runs)
+    assert judge("003-same-peak", files, options) == INCONCLUSIVE
 
 
 def test_003_validation_loss_rise_flips(tmp_path):

@@ -203,12 +203,18 @@ def delay_falls_with_wd(files: Inputs, options: dict[str, Any]) -> Measured:
 
 
 def peak_spread(files: Inputs, options: dict[str, Any]) -> Measured:
-    """Measure: largest over smallest peak attention norm across the runs (1 = the same peak)."""
+    """Measure: largest over smallest peak attention norm across the runs (1 = the same peak); NaN
+    when a run's norm is still at its highest in the last tenth of its evaluations (no peak yet)."""
     cells, histories = _by_wd(files, options)
-    peaks = [float(_attention(histories[c]).max()) for c in cells["cell_id"]]
+    norms = [_attention(histories[c]) for c in cells["cell_id"]]
+    peaks = [float(n.max()) for n in norms]
+    rising = [f"wd {wd:g}" for wd, n in zip(cells["wd"], norms) if n.argmax() >= 0.9 * (len(n) - 1)]
     text = "; ".join(f"wd {wd:g}: {p:.3g}" for wd, p in zip(cells["wd"], peaks))
-    return Measured(max(peaks) / min(peaks), f"{max(peaks) / min(peaks):.2f}x ({text})",
-                    curves_size(files, options, [cells]), n=len(peaks))
+    size = curves_size(files, options, [cells])
+    if rising:
+        return Measured(math.nan, f"no peak yet: {', '.join(rising)} still rising at the end ({text})", size,
+                        n=len(peaks))
+    return Measured(max(peaks) / min(peaks), f"{max(peaks) / min(peaks):.2f}x ({text})", size, n=len(peaks))
 
 
 def delay_ratio(numerator_wd: float, denominator_wd: float) -> Measure:
