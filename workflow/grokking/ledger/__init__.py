@@ -141,9 +141,8 @@ def _cell(value: Any) -> str:
 def verdict_counts(table: pd.DataFrame) -> str:
     """'12 hold, 5 do not hold, 8 inconclusive, 3 not run'."""
     counts = table["verdict"].value_counts()
-    parts = [f"{counts.get(v, 0)} {'hold' if v == 'holds' else v}" for v in ("holds", "does not hold", INCONCLUSIVE,
-                                                                           NOT_RUN)]
-    return ", ".join(parts)
+    plural = {"holds": "hold", "does not hold": "do not hold", INCONCLUSIVE: INCONCLUSIVE, NOT_RUN: NOT_RUN}
+    return ", ".join(f"{counts.get(verdict, 0)} {phrase}" for verdict, phrase in plural.items())
 
 
 def ledger_markdown(table: pd.DataFrame) -> str:
