@@ -337,10 +337,10 @@ AVOIDED = {"avoid_full_batch": {"lr": 1e-3, "wd": 0.0}, "avoid_batch50": {"lr": 
            "avoid_lr7e-2": {"lr": 0.07, "wd": 0.0}, "avoid_wd1": {"lr": 1e-3, "wd": 1.0}}
 
 
-def write_avoided(generalizing: set[str]) -> None:
+def write_avoided(generalizing: set[str], budget: int = 30000) -> None:
     for study, hyper in AVOIDED.items():
         rows = seeds(study, t_train=300, t_val=8000 if study in generalizing else None,
-                     test=1.0 if study in generalizing else 0.03, **hyper)
+                     test=1.0 if study in generalizing else 0.03, budget=budget, **hyper)
         write_study(study, rows)
 
 
@@ -354,6 +354,14 @@ def test_004_grokking_avoided(config, results, key, study, generalizes):
     assert f"lr {AVOIDED[study]['lr']:g}" in measured.size  # the study it picked
     should_generalize = key != "004-full-batch-avoids"
     assert verdict == (HOLDS if generalizes == should_generalize else FAILS)
+
+
+@pytest.mark.parametrize("key", ["004-full-batch-avoids", "004-batch50-generalizes"])
+def test_004_no_generalization_before_3e4_steps_is_not_tested(config, results, key):
+    write_avoided(set(), budget=10000)  # nothing generalized, but the review allows 3e4 steps
+    assert judge(config, key)[0] == INCONCLUSIVE
+    write_avoided({"avoid_full_batch", "avoid_batch50"}, budget=10000)  # generalizing early still counts
+    assert judge(config, key)[0] == (FAILS if key == "004-full-batch-avoids" else HOLDS)
 
 
 def test_004_grokking_avoided_without_the_study(config, results):

@@ -27,10 +27,9 @@ def figure_rows(args: argparse.Namespace) -> None:
         log.info("%s: %s (%s)", row.key, row.verdict, row.ours)
 
 
-def short(text: str, limit: int = 90) -> str:
-    """The head of a measured text: up to its first parenthesis, at most ``limit`` characters."""
-    head = text.split(" (")[0].split("; ")[0]
-    return head if len(head) <= limit else head[:limit - 3].rstrip() + "..."
+def short(text: str, limit: int = 120) -> str:
+    """A measured text cut to ``limit`` characters at a word boundary."""
+    return text if len(text) <= limit else text[:limit - 3].rsplit(" ", 1)[0].rstrip(",;(") + "..."
 
 
 def what_reproduces(table: pd.DataFrame) -> str:
