@@ -41,8 +41,10 @@ def what_reproduces(table: pd.DataFrame) -> str:
         if rows.empty:
             continue
         lines += [f"**{paper}: {title}**: {verdict_counts(rows)}.", ""]
-        lines += [f"- **{r.verdict}** ({r.preset}, {r.where}): {r.claim} Ours: {short(r.ours) or '-'}."
-                  for r in rows.itertuples(index=False)]
+        for r in rows.itertuples(index=False):
+            ours = short(r.ours) or "-"
+            lines.append(f"- **{r.verdict}** ({r.preset}, {r.where}): {r.claim} Ours: {ours}"
+                         + ("" if ours.endswith(".") else "."))
         lines.append("")
     return "\n".join(lines)
 
