@@ -82,7 +82,7 @@ def generalized_share(select: Selector, what: str) -> Measure:
                 f"{', '.join(step_text(t) for t in t_val)}; final test acc {listed(cells['final_val_acc'].round(3))})")
         budget = int(cells["budget"].max()) if len(cells) else 0
         if not reached.any() and budget < REVIEW_BUDGET:
-            return Measured(math.nan, f"{text}; budget {budget:,} < 3e4: not testable", size, n=len(cells))
+            return Measured(math.nan, f"not testable: budget {budget:,} < 3e4 steps; {text}", size, n=len(cells))
         return Measured(float(reached.mean()) if len(cells) else math.nan, text, size, n=len(cells))
     return measure
 
