@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed  ## every figure of every paper on small grids and short budgets (31.5 min measured on 2 idle cores; about 29 after a trim, projected)
 	$(SNAKEMAKE) --cores $(CORES) --configfile presets/demo.yaml
 
-test: $(VENV)/.installed  ## the whole test suite (342 tests, 18.2 min on 2 idle cores)
+test: $(VENV)/.installed  ## the whole test suite (444 tests, 17.6 min on 2 idle cores)
 	$(PYTHON) -m pytest -q
 
 reproduce: $(VENV)/.installed  ## every figure of config.yaml at the report's settings
